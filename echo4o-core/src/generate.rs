@@ -1,0 +1,339 @@
+//! The [`Generator`] plug-in trait, its request type, and [`FolderGenerator`], which serves
+//! images generated elsewhere.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, image_io};
+
+/// Sampler settings a request may override. `None` means "the generator's default for this task".
+///
+/// These are BAGEL's knobs (see `echo4o-model`); other generators use what applies to them and
+/// ignore the rest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerSettings {
+    /// Number of timesteps (BAGEL: 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
+    /// Text classifier-free guidance scale (BAGEL: 4.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cfg_text: Option<f32>,
+    /// Image classifier-free guidance scale (BAGEL: 1.0 for T2I, 2.0 with references).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cfg_img: Option<f32>,
+    /// Timestep shift (BAGEL: 3.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<f32>,
+}
+
+/// What to generate: a prompt, optional reference images, a size and a seed.
+///
+/// ```
+/// use echo4o_core::GenerationRequest;
+///
+/// let req = GenerationRequest::new("17", "A photo of six clocks")
+///     .with_size(512, 512)
+///     .with_seed(42);
+/// assert_eq!((req.width, req.height, req.seed, req.num_images), (512, 512, 42, 1));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationRequest {
+    /// The caller's id for this request; folder generators look images up by it, and outputs are
+    /// named after it.
+    pub id: String,
+    /// The text prompt or instruction.
+    pub prompt: String,
+    /// Reference images for multi-reference composition, in the order the prompt names them.
+    pub references: Vec<RgbImage>,
+    /// Output width in pixels. By default 1024.
+    pub width: u32,
+    /// Output height in pixels. By default 1024.
+    pub height: u32,
+    /// Seed for every random draw. By default 0.
+    pub seed: u64,
+    /// How many images to return. By default 1.
+    pub num_images: usize,
+    /// Sampler overrides. By default none.
+    pub sampler: SamplerSettings,
+}
+
+impl GenerationRequest {
+    /// A request for one 1024x1024 image with seed 0 and the generator's default sampler.
+    pub fn new(id: impl Into<String>, prompt: impl Into<String>) -> Self {
+        GenerationRequest {
+            id: id.into(),
+            prompt: prompt.into(),
+            references: Vec::new(),
+            width: 1024,
+            height: 1024,
+            seed: 0,
+            num_images: 1,
+            sampler: SamplerSettings::default(),
+        }
+    }
+
+    /// Sets the output size.
+    pub fn with_size(mut self, width: u32, height: u32) -> Self {
+        self.width = width;
+        self.height = height;
+        self
+    }
+
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets the number of images.
+    pub fn with_num_images(mut self, n: usize) -> Self {
+        self.num_images = n;
+        self
+    }
+
+    /// Sets the reference images.
+    pub fn with_references(mut self, references: Vec<RgbImage>) -> Self {
+        self.references = references;
+        self
+    }
+
+    /// Sets the sampler overrides.
+    pub fn with_sampler(mut self, sampler: SamplerSettings) -> Self {
+        self.sampler = sampler;
+        self
+    }
+}
+
+/// An image generator: BAGEL on burn, an OpenAI-compatible images API, or a folder of images
+/// generated elsewhere.
+///
+/// It returns exactly `request.num_images` images or an error.
+///
+/// # Example: a generator of your own
+///
+/// ```
+/// use async_trait::async_trait;
+/// use echo4o_core::{GenerationRequest, Generator, Result};
+/// use image::{Rgb, RgbImage};
+///
+/// /// Paints every image grey; useful to dry-run a pipeline.
+/// struct Grey;
+///
+/// #[async_trait]
+/// impl Generator for Grey {
+///     fn name(&self) -> String {
+///         "grey".into()
+///     }
+///     async fn generate(&self, req: &GenerationRequest) -> Result<Vec<RgbImage>> {
+///         let img = RgbImage::from_pixel(req.width, req.height, Rgb([128, 128, 128]));
+///         Ok(vec![img; req.num_images])
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let images = Grey.generate(&GenerationRequest::new("1", "anything").with_size(64, 32)).await?;
+/// assert_eq!(images[0].dimensions(), (64, 32));
+/// # Ok::<(), echo4o_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[async_trait]
+pub trait Generator: Send + Sync {
+    /// A short name for reports and provenance (e.g. `bagel-7b-mot`, `gpt-image-1`).
+    fn name(&self) -> String;
+
+    /// Generates `request.num_images` images for `request`.
+    async fn generate(&self, request: &GenerationRequest) -> Result<Vec<RgbImage>>;
+}
+
+/// Where a folder of pre-generated images keeps image `index` of request `id`.
+///
+/// The benchmarks add their official layouts (GenEval's `<NNNNN>/samples/<k>.png`, GenEval++'s
+/// `{line}.jpg`); [`FlatLayout`] is the plain default.
+pub trait ImageLayout: Send + Sync {
+    /// Paths to try, in order of preference, for image `index` of request `id`.
+    fn candidates(&self, root: &Path, id: &str, index: usize) -> Vec<PathBuf>;
+}
+
+/// The extensions [`FlatLayout`] tries, in order.
+pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
+
+/// `{id}.{ext}` for the first image, `{id}_{index}.{ext}` for the others, with `ext` tried in the
+/// order of [`IMAGE_EXTENSIONS`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlatLayout;
+
+impl ImageLayout for FlatLayout {
+    fn candidates(&self, root: &Path, id: &str, index: usize) -> Vec<PathBuf> {
+        let stem = if index == 0 {
+            id.to_string()
+        } else {
+            format!("{id}_{index}")
+        };
+        IMAGE_EXTENSIONS
+            .iter()
+            .map(|ext| root.join(format!("{stem}.{ext}")))
+            .collect()
+    }
+}
+
+/// A [`Generator`] that serves images generated elsewhere, looked up by request id.
+///
+/// This is how images from any other system (a Python pipeline, a web service, a human) enter
+/// echo4o's evaluation: point the benchmark runner at the folder.
+///
+/// ```
+/// use echo4o_core::{FolderGenerator, GenerationRequest, Generator};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let img = image::RgbImage::from_pixel(8, 8, image::Rgb([0, 128, 255]));
+/// echo4o_core::save_image(&img, &dir.path().join("17.png")).unwrap();
+///
+/// let folder = FolderGenerator::new(dir.path());
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let images = folder.generate(&GenerationRequest::new("17", "ignored")).await.unwrap();
+/// assert_eq!(images, vec![img]);
+/// let missing = folder.generate(&GenerationRequest::new("18", "ignored")).await;
+/// assert!(missing.unwrap_err().to_string().contains("18.png"));
+/// # });
+/// ```
+pub struct FolderGenerator {
+    root: PathBuf,
+    layout: Box<dyn ImageLayout>,
+}
+
+impl FolderGenerator {
+    /// Serves images from `root` in the [`FlatLayout`].
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FolderGenerator {
+            root: root.into(),
+            layout: Box::new(FlatLayout),
+        }
+    }
+
+    /// Uses another layout. By default [`FlatLayout`].
+    pub fn with_layout(mut self, layout: impl ImageLayout + 'static) -> Self {
+        self.layout = Box::new(layout);
+        self
+    }
+
+    /// The folder served.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The path of image `index` of request `id`: the first candidate that exists.
+    pub fn find(&self, id: &str, index: usize) -> Result<PathBuf> {
+        let tried = self.layout.candidates(&self.root, id, index);
+        match tried.iter().find(|p| p.is_file()) {
+            Some(p) => Ok(p.clone()),
+            None => Err(Error::ImageNotFound {
+                id: if index == 0 {
+                    id.to_string()
+                } else {
+                    format!("{id}[{index}]")
+                },
+                tried,
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Generator for FolderGenerator {
+    fn name(&self) -> String {
+        format!("folder:{}", self.root.display())
+    }
+
+    async fn generate(&self, request: &GenerationRequest) -> Result<Vec<RgbImage>> {
+        (0..request.num_images)
+            .map(|k| image_io::load_image(&self.find(&request.id, k)?))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn serves_every_extension_in_preference_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let red = RgbImage::from_pixel(4, 4, image::Rgb([255, 0, 0]));
+        let blue = RgbImage::from_pixel(4, 4, image::Rgb([0, 0, 255]));
+        image_io::save_image(&red, &dir.path().join("a.webp")).unwrap();
+        image_io::save_image(&blue, &dir.path().join("a.png")).unwrap();
+        image_io::save_image(&red, &dir.path().join("a_1.webp")).unwrap();
+        let folder = FolderGenerator::new(dir.path());
+        let req = GenerationRequest::new("a", "p").with_num_images(2);
+        let images = block_on(folder.generate(&req)).unwrap();
+        assert_eq!(images, vec![blue, red]);
+        assert!(folder.name().starts_with("folder:"));
+    }
+
+    #[test]
+    fn missing_and_unreadable_images_are_errors_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = FolderGenerator::new(dir.path());
+        let err = block_on(folder.generate(&GenerationRequest::new("7", "p")))
+            .unwrap_err()
+            .to_string();
+        for ext in IMAGE_EXTENSIONS {
+            assert!(err.contains(&format!("7.{ext}")), "{err}");
+        }
+
+        std::fs::write(dir.path().join("8.jpg"), b"truncated").unwrap();
+        let err = block_on(folder.generate(&GenerationRequest::new("8", "p")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("8.jpg") && err.contains("cannot decode"),
+            "{err}"
+        );
+
+        image_io::save_image(&RgbImage::new(2, 2), &dir.path().join("9.png")).unwrap();
+        let err = block_on(folder.generate(&GenerationRequest::new("9", "p").with_num_images(2)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("9[1]") && err.contains("9_1.png"), "{err}");
+    }
+
+    struct Nested;
+    impl ImageLayout for Nested {
+        fn candidates(&self, root: &Path, id: &str, index: usize) -> Vec<PathBuf> {
+            vec![root.join(id).join(format!("{index}.png"))]
+        }
+    }
+
+    #[test]
+    fn custom_layouts_plug_in() {
+        let dir = tempfile::tempdir().unwrap();
+        image_io::save_image(&RgbImage::new(2, 2), &dir.path().join("00003/0.png")).unwrap();
+        let folder = FolderGenerator::new(dir.path()).with_layout(Nested);
+        assert_eq!(
+            folder.find("00003", 0).unwrap(),
+            dir.path().join("00003/0.png")
+        );
+    }
+
+    #[test]
+    fn sampler_settings_skip_unset_fields() {
+        let s = SamplerSettings {
+            steps: Some(30),
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"steps":30}"#);
+        let err = serde_json::from_str::<SamplerSettings>(r#"{"stepz":3}"#).unwrap_err();
+        assert!(err.to_string().contains("stepz"));
+    }
+}

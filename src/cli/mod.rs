@@ -1,0 +1,50 @@
+//! Argument parsing and dispatch; one module per subcommand.
+
+mod info;
+
+use clap::{Parser, Subcommand};
+
+/// Echo-4o in Rust: evaluate image generators on GenEval++ and Imagine-Bench, read and write
+/// Echo-4o-style data, and run the Echo-4o/BAGEL model without Python.
+#[derive(Debug, Parser)]
+#[command(name = "echo4o", version, about, long_about = None, propagate_version = true)]
+pub struct Args {
+    /// More diagnostics (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors: no progress bars, no info messages.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the version and which compute backends this build includes.
+    Info(info::InfoArgs),
+}
+
+/// Sets up `tracing` on stderr at the level the flags ask for.
+pub fn init_tracing(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs the parsed command.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Info(a) => info::run(a),
+    }
+}
