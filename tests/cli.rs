@@ -1,5 +1,7 @@
 //! The `echo4o` binary as a user runs it.
 
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
+
 use std::process::Command;
 
 fn echo4o(args: &[&str]) -> std::process::Output {

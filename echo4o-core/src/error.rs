@@ -61,9 +61,22 @@ pub enum Error {
         /// Why it is wrong.
         message: String,
     },
-    /// A judge (chat model) request failed.
+    /// A judge (chat model) answered something that is not a chat completion.
     #[error("judge: {0}")]
     Judge(String),
+    /// An HTTP request failed for good: a permanent error, or a transient one whose retries ran
+    /// out. The raw body is kept, because servers explain themselves there.
+    #[error("{url}: {message}{}", body.as_deref().map(|b| format!(" (body: {})", truncate(b, 500))).unwrap_or_default())]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// The HTTP status, when a response arrived.
+        status: Option<u16>,
+        /// What went wrong (status line, timeout, connection error).
+        message: String,
+        /// The response body, as received.
+        body: Option<String>,
+    },
     /// A generator failed for a reason of its own.
     #[error("generator `{generator}`: {message}")]
     Generator {
@@ -89,6 +102,13 @@ impl Error {
             what: what.into(),
             message: message.into(),
         }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
     }
 }
 

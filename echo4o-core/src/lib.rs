@@ -30,6 +30,8 @@ pub mod fs;
 mod generate;
 mod image_io;
 mod judge;
+#[cfg(feature = "openai")]
+pub mod openai;
 mod sample;
 mod score;
 mod source;

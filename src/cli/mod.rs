@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch; one module per subcommand.
 
+mod bench;
 mod info;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Score generated images on GenEval++ or Imagine-Bench with an OpenAI-compatible judge.
+    Bench(bench::BenchArgs),
     /// Show the version and which compute backends this build includes.
     Info(info::InfoArgs),
 }
@@ -45,6 +48,7 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
 /// Runs the parsed command.
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
+        Command::Bench(a) => bench::run(a, args.quiet),
         Command::Info(a) => info::run(a),
     }
 }

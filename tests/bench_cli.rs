@@ -1,0 +1,189 @@
+//! `echo4o bench` as a user runs it, against a real local judge server.
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use echo4o_testutil::{MockReply, MockServer};
+
+const PROMPTS: &str = "\
+{\"tag\": \"counting\", \"include\": [{\"class\": \"clock\", \"count\": 4}], \"exclude\": [{\"class\": \"clock\", \"count\": 5}], \"prompt\": \"A photo of four clocks\"}
+{\"tag\": \"counting\", \"include\": [{\"class\": \"cat\", \"count\": 5}], \"exclude\": [{\"class\": \"cat\", \"count\": 6}], \"prompt\": \"A photo of five cats\"}
+{\"tag\": \"color_attr\", \"include\": [{\"class\": \"bus\", \"count\": 1, \"color\": \"red\"}], \"prompt\": \"A photo of a red bus\"}
+{\"tag\": \"color_attr\", \"include\": [{\"class\": \"cup\", \"count\": 1, \"color\": \"blue\"}], \"prompt\": \"A photo of a blue cup\"}
+{\"tag\": \"color_attr\", \"include\": [{\"class\": \"dog\", \"count\": 1, \"color\": \"white\"}], \"prompt\": \"A photo of a white dog\"}
+{\"tag\": \"color_attr\", \"include\": [{\"class\": \"car\", \"count\": 1, \"color\": \"black\"}], \"prompt\": \"A photo of a black car\"}
+";
+
+fn setup(dir: &Path) {
+    std::fs::write(dir.join("prompts.jsonl"), PROMPTS).unwrap();
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    for line in 1..=6 {
+        let img = image::RgbImage::from_pixel(16, 16, image::Rgb([line * 40, 0, 0]));
+        echo4o::core::save_image(&img, &dir.join(format!("images/{line}.jpg"))).unwrap();
+    }
+}
+
+/// Passes the counting items, fails the colour ones.
+fn verdict(body: &serde_json::Value) -> MockReply {
+    let text = body["messages"][1]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    if text.contains("clock") || text.contains("cats") {
+        MockReply::content(r#"{"correct": 1, "reason": "right count"}"#)
+    } else {
+        MockReply::content(r#"{"correct": 0, "reason": "wrong colour"}"#)
+    }
+}
+
+fn bench_cmd(dir: &Path, out: &str, url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echo4o"));
+    cmd.args([
+        "--quiet",
+        "bench",
+        "geneval-pp",
+        "--concurrency",
+        "2",
+        "--judge-url",
+        url,
+    ])
+    .arg("--images")
+    .arg(dir.join("images"))
+    .arg("--prompts")
+    .arg(dir.join("prompts.jsonl"))
+    .arg("--out")
+    .arg(dir.join(out));
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_process_resumes_to_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let fast = MockServer::start(|b, _| verdict(b)).await;
+    let status = bench_cmd(dir.path(), "full", &fast.base_url())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("full/Output.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        output["tag_accuracy"],
+        serde_json::json!({"counting": 1.0, "color_attr": 0.0})
+    );
+    assert_eq!(output["overall_score_mean_of_tags"], 0.5);
+
+    let slow = MockServer::start(|b, _| verdict(b).after(Duration::from_millis(400))).await;
+    let mut child = bench_cmd(dir.path(), "killed", &slow.base_url())
+        .spawn()
+        .unwrap();
+    let results = dir.path().join("killed/results.jsonl");
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let n = std::fs::read_to_string(&results)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if n >= 2 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be killed"
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = std::fs::read_to_string(&results).unwrap().lines().count();
+    assert!((2..6).contains(&kept), "{kept}");
+
+    let before = slow.count();
+    let status = bench_cmd(dir.path(), "killed", &slow.base_url())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        slow.count() - before <= 6 - kept,
+        "finished items were judged again"
+    );
+    for f in ["Output.json", "report.md", "report.html"] {
+        assert_eq!(
+            std::fs::read(dir.path().join("full").join(f)).unwrap(),
+            std::fs::read(dir.path().join("killed").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "{\"tag\": \"x\", \"include\": [], \"prompt\": \"p\"}\n{oops\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_echo4o"))
+        .args([
+            "bench",
+            "geneval-pp",
+            "--judge-url",
+            "http://127.0.0.1:9/v1",
+            "--prompts",
+        ])
+        .arg(dir.path().join("bad.jsonl"))
+        .arg("--images")
+        .arg(dir.path().join("images"))
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.jsonl:2: key must be a string"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_echo4o"))
+        .args(["bench", "imagine", "--images", "/no/such/folder", "--out"])
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/folder"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_echo4o"))
+        .args([
+            "bench",
+            "geneval-pp",
+            "--api-key-env",
+            "ECHO4O_TEST_UNSET_KEY",
+            "--images",
+        ])
+        .arg(dir.path().join("images"))
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ECHO4O_TEST_UNSET_KEY"));
+}
+
+#[test]
+fn dry_run_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let out = bench_cmd(dir.path(), "dry", "http://127.0.0.1:9/v1")
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("dry/requests.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 6);
+}
