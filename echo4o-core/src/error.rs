@@ -61,9 +61,6 @@ pub enum Error {
         /// Why it is wrong.
         message: String,
     },
-    /// A judge (chat model) answered something that is not a chat completion.
-    #[error("judge: {0}")]
-    Judge(String),
     /// An HTTP request failed for good: a permanent error, or a transient one whose retries ran
     /// out. The raw body is kept, because servers explain themselves there.
     #[error("{url}: {message}{}", body.as_deref().map(|b| format!(" (body: {})", truncate(b, 500))).unwrap_or_default())]
