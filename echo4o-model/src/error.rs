@@ -26,6 +26,40 @@ pub enum Error {
         /// The backends this build has.
         compiled: Vec<BackendKind>,
     },
+    /// A configuration file that cannot be read as one.
+    #[error("{path}: {message}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A configuration value that breaks the architecture's constraints.
+    #[error("invalid config `{field}`: {message}")]
+    InvalidConfig {
+        /// The field.
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// Weights that do not fit the model: missing, unexpected or mis-shaped keys.
+    #[error("{path}: weights do not match the model:\n{details}")]
+    Weights {
+        /// The weight file.
+        path: String,
+        /// One line per problem, naming the key.
+        details: String,
+    },
+    /// A tensor with the wrong shape was passed in.
+    #[error("{what}: expected shape {expected}, got {got:?}")]
+    Shape {
+        /// The input.
+        what: String,
+        /// The expected shape, in words.
+        expected: String,
+        /// The shape received.
+        got: Vec<usize>,
+    },
     /// An error from `echo4o-core` (I/O, images).
     #[error(transparent)]
     Core(#[from] echo4o_core::Error),

@@ -1,8 +1,11 @@
 //! # echo4o-model
 //!
-//! BAGEL, the unified transformer that Echo-4o fine-tunes, in burn. Model code is generic over
-//! burn's `Backend`; the backends are cargo features (`flex`, the default CPU backend; `ndarray`;
-//! `cuda`) and a program picks one at run time with a [`DeviceSpec`].
+//! BAGEL, the unified transformer that Echo-4o fine-tunes, in burn: the Qwen2
+//! Mixture-of-Transformers decoder ([`qwen2_mot`]), the SigLIP NaViT vision tower ([`siglip`]),
+//! the FLUX autoencoder ([`autoencoder`]), the wrapper that puts images into the LLM
+//! ([`bagel`]), and the sampler ([`sampling`]). Model code is generic over burn's `Backend`; the
+//! backends are cargo features (`flex`, the default CPU backend; `ndarray`; `cuda`) and a
+//! program picks one at run time with a [`DeviceSpec`].
 //!
 //! ```
 //! use echo4o_model::{BackendKind, DeviceSpec};
@@ -14,10 +17,19 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod autoencoder;
 mod backend;
+pub mod bagel;
+pub mod config;
 mod error;
+pub mod parity;
+pub mod qwen2_mot;
+pub mod sampling;
+pub mod siglip;
+pub mod weights;
 
 pub use backend::{BackendKind, BackendTask, DeviceSpec};
+pub use config::BagelConfig;
 pub use error::Error;
 
 /// burn, re-exported so that users name the same version echo4o uses.

@@ -1,0 +1,704 @@
+//! Parity checks against golden vectors in the official format: a case is a folder holding
+//! `{case}.config.json`, `{case}.weights.safetensors` (official keys), optionally
+//! `{case}.vae.safetensors`, and `{case}.cases.safetensors` (inputs and the official outputs).
+//!
+//! Three kinds of case are understood, told apart by their config: text-to-image (`llm_config`
+//! without `vit_config`), FLUX autoencoder (`params`), and multi-reference generation
+//! (`llm_config` with `vit_config`). [`run_case`] recomputes every output it knows from the
+//! inputs and reports the error per tensor; the tests and the `parity` example both use it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::Error;
+use crate::autoencoder::{AutoEncoder, LatentCodec};
+use crate::bagel::{
+    Bagel, BagelVelocity, Context, Contexts, FlowTrace, grid_position_ids, patchify, unpatchify,
+};
+use crate::config::{AeConfig, BagelConfig};
+use crate::sampling::{Renorm, SamplerConfig, denoise, guide};
+use crate::weights::{BAGEL_REMAPS, NORM_REMAPS, load_safetensors};
+
+/// Default tolerance for f32 ports: `|got - want| <= atol + rtol * |want|`.
+pub const F32_TOLERANCE: (f64, f64) = (1e-4, 1e-4);
+
+/// A golden tensor file held in memory.
+pub struct GoldenFile {
+    path: String,
+    tensors: HashMap<String, (Vec<usize>, Dtype, Vec<u8>)>,
+}
+
+impl GoldenFile {
+    /// Reads a safetensors file.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::Core(echo4o_core::Error::io(path, e)))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Weights {
+            path: path.display().to_string(),
+            details: format!("  not a safetensors file: {e}"),
+        })?;
+        let tensors = st
+            .tensors()
+            .into_iter()
+            .map(|(name, v)| (name, (v.shape().to_vec(), v.dtype(), v.data().to_vec())))
+            .collect();
+        Ok(GoldenFile {
+            path: path.display().to_string(),
+            tensors,
+        })
+    }
+
+    fn get(&self, name: &str, dtype: Dtype) -> Result<(&[usize], &[u8]), Error> {
+        match self.tensors.get(name) {
+            Some((shape, d, data)) if *d == dtype => Ok((shape, data)),
+            Some((_, d, _)) => Err(self.err(format!("{name}: dtype {d:?}, expected {dtype:?}"))),
+            None => Err(self.err(format!("{name}: missing"))),
+        }
+    }
+
+    fn err(&self, message: String) -> Error {
+        Error::Weights {
+            path: self.path.clone(),
+            details: format!("  {message}"),
+        }
+    }
+
+    /// Whether the file has `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// An f32 tensor as data.
+    pub fn f32_data(&self, name: &str) -> Result<TensorData, Error> {
+        let (shape, bytes) = self.get(name, Dtype::F32)?;
+        let values: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(TensorData::new(values, shape.to_vec()))
+    }
+
+    /// An f32 tensor on a device.
+    pub fn tensor<B: Backend, const D: usize>(
+        &self,
+        name: &str,
+        device: &B::Device,
+    ) -> Result<Tensor<B, D>, Error> {
+        let data = self.f32_data(name)?;
+        if data.shape.len() != D {
+            return Err(self.err(format!("{name}: rank {}, expected {D}", data.shape.len())));
+        }
+        Ok(Tensor::from_data(data, device))
+    }
+
+    /// An int64 tensor's values.
+    pub fn ids(&self, name: &str) -> Result<Vec<i64>, Error> {
+        let (_, bytes) = self.get(name, Dtype::I64)?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect())
+    }
+
+    /// A scalar f32.
+    pub fn scalar(&self, name: &str) -> Result<f32, Error> {
+        let d = self.f32_data(name)?;
+        d.to_vec::<f32>()
+            .ok()
+            .and_then(|v| v.first().copied())
+            .ok_or_else(|| self.err(format!("{name}: empty")))
+    }
+
+    /// A uint8 tensor's values and shape.
+    pub fn u8(&self, name: &str) -> Result<(Vec<u8>, Vec<usize>), Error> {
+        let (shape, bytes) = self.get(name, Dtype::U8)?;
+        Ok((bytes.to_vec(), shape.to_vec()))
+    }
+}
+
+/// The error of one recomputed tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// The golden tensor's name.
+    pub name: String,
+    /// Largest absolute difference.
+    pub max_abs: f64,
+    /// Largest relative difference (over non-zero golden values).
+    pub max_rel: f64,
+    /// Whether every element is within `atol + rtol * |want|`.
+    pub passed: bool,
+}
+
+/// Compares `got` with golden values elementwise.
+pub fn compare_values(name: &str, got: &[f32], want: &[f32], tol: (f64, f64)) -> Comparison {
+    let mut c = Comparison {
+        name: name.into(),
+        max_abs: 0.0,
+        max_rel: 0.0,
+        passed: got.len() == want.len(),
+    };
+    for (g, w) in got.iter().zip(want) {
+        let (g, w) = (f64::from(*g), f64::from(*w));
+        let d = (g - w).abs();
+        if d.is_nan() || d > tol.0 + tol.1 * w.abs() {
+            c.passed = false;
+        }
+        c.max_abs = c.max_abs.max(if d.is_nan() { f64::INFINITY } else { d });
+        if w != 0.0 {
+            c.max_rel = c.max_rel.max(d / w.abs());
+        }
+    }
+    c
+}
+
+struct Checker<'a> {
+    golden: &'a GoldenFile,
+    tol: (f64, f64),
+    out: Vec<Comparison>,
+}
+
+impl Checker<'_> {
+    fn check<B: Backend, const D: usize>(
+        &mut self,
+        name: &str,
+        got: Tensor<B, D>,
+    ) -> Result<(), Error> {
+        let want = self.golden.f32_data(name)?;
+        let got = got.into_data().convert::<f32>();
+        let mut c = compare_values(
+            name,
+            got.as_slice::<f32>().unwrap_or_default(),
+            want.as_slice::<f32>().unwrap_or_default(),
+            self.tol,
+        );
+        if got.shape != want.shape {
+            c.passed = false;
+            c.name = format!("{name} (shape {:?} vs {:?})", got.shape, want.shape);
+        }
+        self.out.push(c);
+        Ok(())
+    }
+
+    /// Checks a traced tensor, failing the output when the trace did not record it.
+    fn check_traced<B: Backend, const D: usize>(
+        &mut self,
+        name: &str,
+        got: Option<Tensor<B, D>>,
+    ) -> Result<(), Error> {
+        match got {
+            Some(t) => self.check(name, t),
+            None => {
+                self.out.push(Comparison {
+                    name: format!("{name} (not recorded)"),
+                    max_abs: f64::INFINITY,
+                    max_rel: f64::INFINITY,
+                    passed: false,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn check_ids(&mut self, name: &str, got: &[usize]) -> Result<(), Error> {
+        let want = self.golden.ids(name)?;
+        let got: Vec<f32> = got.iter().map(|&v| v as f32).collect();
+        let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        self.out.push(compare_values(name, &got, &want, (0.0, 0.0)));
+        Ok(())
+    }
+
+    fn check_u8(&mut self, name: &str, got: &[u8]) -> Result<(), Error> {
+        let (want, _) = self.golden.u8(name)?;
+        let got: Vec<f32> = got.iter().map(|&v| f32::from(v)).collect();
+        let want: Vec<f32> = want.iter().map(|&v| f32::from(v)).collect();
+        self.out.push(compare_values(name, &got, &want, (1.0, 0.0)));
+        Ok(())
+    }
+}
+
+fn usize_ids(v: Vec<i64>) -> Vec<usize> {
+    v.into_iter().map(|x| x.max(0) as usize).collect()
+}
+
+fn u32_ids(v: Vec<i64>) -> Vec<u32> {
+    v.into_iter().map(|x| x.max(0) as u32).collect()
+}
+
+fn file(dir: &Path, case: &str, suffix: &str) -> std::path::PathBuf {
+    dir.join(format!("{case}.{suffix}"))
+}
+
+/// Runs every check of case `case` in `dir` on backend `B`; one [`Comparison`] per output.
+pub fn run_case<B: Backend>(
+    dir: &Path,
+    case: &str,
+    device: &B::Device,
+) -> Result<Vec<Comparison>, Error> {
+    let config_path = file(dir, case, "config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| Error::Core(echo4o_core::Error::io(&config_path, e)))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+        path: config_path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let golden = GoldenFile::open(&file(dir, case, "cases.safetensors"))?;
+    let mut checker = Checker {
+        golden: &golden,
+        tol: F32_TOLERANCE,
+        out: Vec::new(),
+    };
+    if json.get("params").is_some() {
+        let ae_config: AeConfig =
+            serde_json::from_value(json["params"].clone()).map_err(|e| Error::Config {
+                path: config_path.display().to_string(),
+                message: format!("params: {e}"),
+            })?;
+        let mut ae = AutoEncoder::<B>::init(&ae_config, device);
+        load_safetensors(
+            &mut ae,
+            &file(dir, case, "weights.safetensors"),
+            NORM_REMAPS,
+            &[],
+        )?;
+        vae_case(&ae, &mut checker, device)?;
+    } else {
+        let config = BagelConfig::from_case_json(&config_path)?;
+        let mut model = Bagel::<B>::init(&config, device);
+        load_safetensors(
+            &mut model,
+            &file(dir, case, "weights.safetensors"),
+            BAGEL_REMAPS,
+            &[],
+        )?;
+        if config.vit.is_some() {
+            let mut ae = AutoEncoder::<B>::init(&config.vae, device);
+            load_safetensors(
+                &mut ae,
+                &file(dir, case, "vae.safetensors"),
+                NORM_REMAPS,
+                &[],
+            )?;
+            multi_ref_case(&model, &ae, &config, &json, &mut checker, device)?;
+        } else {
+            t2i_case(&model, &config, &json, &mut checker, device)?;
+        }
+    }
+    Ok(checker.out)
+}
+
+/// Decodes latent tokens `[h*w, p*p*C]` to an RGB u8 image as `InterleaveInferencer.decode_image`
+/// does (`(x * 0.5 + 0.5).clamp(0, 1) * 255`, truncated). Returns (float image, u8 HWC).
+pub fn decode_tokens<B: Backend, C: LatentCodec<B>>(
+    codec: &C,
+    tokens: Tensor<B, 2>,
+    h: usize,
+    w: usize,
+    p: usize,
+) -> (Tensor<B, 4>, Vec<u8>) {
+    let latent = unpatchify(tokens, h, w, p).unsqueeze_dim::<4>(0);
+    let img = codec.decode(latent);
+    let u8s = to_u8(img.clone());
+    (img, u8s)
+}
+
+/// `[1, 3, H, W]` in [-1, 1] -> HWC uint8 with the official truncating conversion.
+pub fn to_u8<B: Backend>(img: Tensor<B, 4>) -> Vec<u8> {
+    let [_, c, h, w] = img.dims();
+    let scaled = ((img * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0)
+        .reshape([c, h, w])
+        .permute([1, 2, 0]);
+    scaled
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v as u8)
+        .collect()
+}
+
+fn vae_case<B: Backend>(
+    ae: &AutoEncoder<B>,
+    c: &mut Checker<'_>,
+    device: &B::Device,
+) -> Result<(), Error> {
+    let g = c.golden;
+    let x: Tensor<B, 4> = g.tensor("encode_x", device)?;
+    let moments = ae.moments(x.clone());
+    let z = ae.channels();
+    c.check("encode_moments", moments.clone())?;
+    c.check("encode_mean", moments.clone().narrow(1, 0, z))?;
+    c.check("encode_logvar", moments.narrow(1, z, z))?;
+    c.check(
+        "encode_z",
+        ae.encode(x, Some(g.tensor("encode_sample_noise", device)?)),
+    )?;
+    c.check("decode_out", ae.decode(g.tensor("decode_z", device)?))?;
+    let tokens: Tensor<B, 2> = g.tensor("tokens", device)?;
+    let [_, _, lh, lw] = g.f32_data("tokens_latent")?.shape[..] else {
+        return Err(g.err("tokens_latent: rank".into()));
+    };
+    let latent = unpatchify(tokens.clone(), lh / 2, lw / 2, 2).unsqueeze_dim::<4>(0);
+    c.check("tokens_latent", latent)?;
+    let (img, u8s) = decode_tokens(ae, tokens, lh / 2, lw / 2, 2);
+    c.check("tokens_decoded", img)?;
+    c.check_u8("tokens_image_u8", &u8s)
+}
+
+fn sampler_from(run: &serde_json::Value, settings: &serde_json::Value) -> SamplerConfig {
+    let f = |v: &serde_json::Value, k: &str, d: f64| {
+        v.get(k).and_then(|x| x.as_f64()).unwrap_or(d) as f32
+    };
+    let interval = run
+        .get("cfg_interval")
+        .or_else(|| settings.get("cfg_interval"))
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            (
+                a[0].as_f64().unwrap_or(0.0) as f32,
+                a[1].as_f64().unwrap_or(1.0) as f32,
+            )
+        })
+        .unwrap_or((0.0, 1.0));
+    let renorm = run
+        .get("cfg_renorm_type")
+        .or_else(|| settings.get("cfg_renorm_type"))
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Renorm::Global);
+    SamplerConfig {
+        num_timesteps: settings
+            .get("num_timesteps")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(50) as usize,
+        shift: f(settings, "timestep_shift", 3.0),
+        cfg_text: f(settings, "cfg_text_scale", 4.0),
+        cfg_img: f(settings, "cfg_img_scale", 1.0),
+        interval,
+        renorm,
+        renorm_min: f(settings, "cfg_renorm_min", 0.0),
+    }
+}
+
+/// Runs the sampler from `x_init` and checks the per-step traces under `prefix`.
+fn check_generation<B: Backend>(
+    c: &mut Checker<'_>,
+    prefix: &str,
+    model: &Bagel<B>,
+    contexts: &mut Contexts<B>,
+    pos_ids: &[usize],
+    markers: [u32; 2],
+    sampler: &SamplerConfig,
+    x_init: Tensor<B, 2>,
+) -> Result<Tensor<B, 2>, Error> {
+    let mut ts = Vec::new();
+    let mut applied = Vec::new();
+    let mut xs = Vec::new();
+    let mut vs = Vec::new();
+    let mut velocity = BagelVelocity {
+        model,
+        contexts,
+        pos_ids: pos_ids.to_vec(),
+        markers,
+    };
+    let x0 = denoise(&mut velocity, x_init, sampler, |_, _, s| {
+        ts.push(s.t);
+        applied.push(usize::from(s.guided));
+        xs.push(s.x.clone());
+        vs.push(s.v.clone());
+    });
+    let dev = x0.device();
+    let n = ts.len();
+    c.check(
+        &format!("{prefix}timesteps"),
+        Tensor::<B, 1>::from_data(TensorData::new(ts, [n]), &dev),
+    )?;
+    c.check_ids(&format!("{prefix}cfg_applied"), &applied)?;
+    c.check(&format!("{prefix}x_steps"), Tensor::stack::<3>(xs, 0))?;
+    if c.golden.has(&format!("{prefix}v_first")) {
+        c.check(&format!("{prefix}v_first"), vs[0].clone())?;
+    }
+    c.check(&format!("{prefix}v_steps"), Tensor::stack::<3>(vs, 0))?;
+    c.check(&format!("{prefix}x0"), x0.clone())?;
+    Ok(x0)
+}
+
+fn markers_of(config: &BagelConfig) -> [u32; 2] {
+    [config.tokens.start_of_image, config.tokens.end_of_image]
+}
+
+fn t2i_case<B: Backend>(
+    model: &Bagel<B>,
+    config: &BagelConfig,
+    json: &serde_json::Value,
+    c: &mut Checker<'_>,
+    device: &B::Device,
+) -> Result<(), Error> {
+    let g = c.golden;
+    let prompt = u32_ids(g.ids("prompt_ids")?);
+    let markers = markers_of(config);
+    let pos_ids = usize_ids(g.ids("latent_pos_ids")?);
+    let n_tokens = pos_ids.len();
+    let hw = &json["case_settings"]["latent_grid_hw"];
+    let (h, w) = (
+        hw[0].as_u64().unwrap_or(0) as usize,
+        hw[1].as_u64().unwrap_or(0) as usize,
+    );
+    c.check_ids(
+        "latent_pos_ids",
+        &grid_position_ids(h, w, config.max_latent_size),
+    )?;
+
+    let mut cond = Context::default();
+    model.add_text(&mut cond, &prompt, device);
+    for l in 0..config.llm.num_hidden_layers {
+        if let Some(kv) = cond.cache.layer(l) {
+            c.check(&format!("prompt_k_l{l}"), kv.k.clone())?;
+            c.check(&format!("prompt_v_l{l}"), kv.v.clone())?;
+        }
+    }
+    let t = g.scalar("t")?;
+    c.check(
+        "temb",
+        model
+            .time_embedder
+            .forward(&[t], device)
+            .reshape([config.llm.hidden_size]),
+    )?;
+    let x_t: Tensor<B, 2> = g.tensor("x_t", device)?;
+    let mut uncond = Context::default();
+    for (name, ctx) in [("cond", &mut cond), ("uncond", &mut uncond)] {
+        let mut trace = FlowTrace::default();
+        let v = model.velocity(ctx, x_t.clone(), t, &pos_ids, markers, Some(&mut trace));
+        c.check_ids(
+            &format!("{name}_position_ids"),
+            &vec![ctx.rope; n_tokens + 2],
+        )?;
+        c.check_traced(&format!("{name}_input_seq"), trace.input_seq)?;
+        c.check_traced(
+            &format!("{name}_layer0_out"),
+            trace.layers.layer_outputs.first().cloned(),
+        )?;
+        c.check_traced(&format!("{name}_final_hidden"), trace.final_hidden)?;
+        c.check(&format!("v_{name}"), v)?;
+    }
+    let v_cond = model.velocity(&mut cond, x_t.clone(), t, &pos_ids, markers, None);
+    let v_uncond = model.velocity(&mut uncond, x_t, t, &pos_ids, markers, None);
+    for (name, renorm) in [
+        ("global", Renorm::Global),
+        ("channel", Renorm::Channel),
+        ("text_channel", Renorm::TextChannel),
+    ] {
+        let cfg = SamplerConfig {
+            renorm,
+            ..SamplerConfig::text_to_image()
+        };
+        c.check(
+            &format!("v_cfg_{name}"),
+            guide(v_cond.clone(), v_uncond.clone(), None, &cfg),
+        )?;
+    }
+
+    let settings = &json["case_settings"]["generate_image"];
+    let runs = settings["runs"].as_array().cloned().unwrap_or_default();
+    for run in runs {
+        let name = run["name"].as_str().unwrap_or("settings");
+        let sampler = sampler_from(&run, settings);
+        let mut contexts = Contexts {
+            cond: cond.clone(),
+            cfg_text: Context::default(),
+            cfg_img: cond.clone(),
+        };
+        check_generation(
+            c,
+            &format!("{name}_"),
+            model,
+            &mut contexts,
+            &pos_ids,
+            markers,
+            &sampler,
+            g.tensor("x_init", device)?,
+        )?;
+    }
+    Ok(())
+}
+
+fn multi_ref_case<B: Backend>(
+    model: &Bagel<B>,
+    ae: &AutoEncoder<B>,
+    config: &BagelConfig,
+    json: &serde_json::Value,
+    c: &mut Checker<'_>,
+    device: &B::Device,
+) -> Result<(), Error> {
+    let g = c.golden;
+    let markers = markers_of(config);
+    let p = config.latent_patch_size;
+    c.check(
+        "ref_vae_temb_t0",
+        model.time_embedder.forward(&[0.0], device),
+    )?;
+    let mut cond = Context::default();
+    let mut item_lens = Vec::new();
+    let mut item_ropes = Vec::new();
+    let vit = model
+        .vit_model
+        .as_ref()
+        .ok_or_else(|| g.err("the model has no ViT".into()))?;
+    for r in ["ref1", "ref2"] {
+        // VAE item.
+        let pixels: Tensor<B, 4> = g.tensor(&format!("{r}_vae_pixels"), device)?;
+        c.check(&format!("{r}_vae_moments"), ae.moments(pixels.clone()))?;
+        let z = ae.encode(
+            pixels,
+            Some(g.tensor(&format!("{r}_vae_sample_noise"), device)?),
+        );
+        c.check(&format!("{r}_vae_z"), z.clone())?;
+        let [_, _, zh, zw] = z.dims();
+        let z = z.squeeze_dim::<3>(0);
+        c.check(&format!("{r}_vae_latent_tokens"), patchify(z.clone(), p))?;
+        c.check_ids(
+            &format!("{r}_vae_latent_pos_ids"),
+            &grid_position_ids(zh / p, zw / p, config.max_latent_size),
+        )?;
+        c.check_ids(
+            &format!("{r}_vae_position_ids"),
+            &vec![cond.rope; zh / p * zw / p + 2],
+        )?;
+        let mut trace = FlowTrace::default();
+        model.add_vae_latent(&mut cond, z, markers, Some(&mut trace));
+        c.check_traced(&format!("{r}_vae_llm_input"), trace.input_seq)?;
+        item_lens.push(cond.cache.len());
+        item_ropes.push(cond.rope);
+
+        // ViT item.
+        let vpix: Tensor<B, 3> = g.tensor(&format!("{r}_vit_pixels"), device)?;
+        let [_, vh, vw] = vpix.dims();
+        let patch = vit.patch_size();
+        let tokens = patchify(vpix.clone(), patch);
+        c.check(&format!("{r}_vit_patch_tokens"), tokens.clone())?;
+        let pos = grid_position_ids(vh / patch, vw / patch, config.vit_max_num_patch_per_side);
+        c.check_ids(&format!("{r}_vit_pos_ids"), &pos)?;
+        let mut trace = crate::siglip::VitTrace::default();
+        let out = vit.forward(tokens, &pos, Some(&mut trace));
+        if let Some(e) = trace.embeddings.take() {
+            c.check(&format!("{r}_vit_embeddings"), e)?;
+        }
+        c.check(&format!("{r}_vit_layer0_out"), trace.layers[0].clone())?;
+        c.check(&format!("{r}_vit_out"), out)?;
+        c.check_ids(
+            &format!("{r}_vit_position_ids"),
+            &vec![cond.rope; pos.len() + 2],
+        )?;
+        if let Some(table) = &model.vit_pos_embed {
+            c.check(&format!("{r}_vit_pos_embed_rows"), table.rows(&pos, device))?;
+        }
+        let mut trace = FlowTrace::default();
+        let connector = model.add_vit_image(&mut cond, vpix, markers, Some(&mut trace));
+        c.check_traced(&format!("{r}_connector_out"), connector)?;
+        c.check_traced(&format!("{r}_vit_llm_input"), trace.input_seq)?;
+        item_lens.push(cond.cache.len());
+        item_ropes.push(cond.rope);
+    }
+    let cfg_text = cond.clone();
+    let prompt = u32_ids(g.ids("prompt_ids")?);
+    c.check_ids(
+        "text_position_ids",
+        &(cond.rope..cond.rope + prompt.len()).collect::<Vec<_>>(),
+    )?;
+    model.add_text(&mut cond, &prompt, device);
+    item_lens.push(cond.cache.len());
+    item_ropes.push(cond.rope);
+    c.check_ids("ctx_item_kv_lens", &item_lens)?;
+    c.check_ids("ctx_item_ropes", &item_ropes)?;
+    c.check_ids(
+        "cfg_text_ctx_kv_len_rope",
+        &[cfg_text.cache.len(), cfg_text.rope],
+    )?;
+    for l in 0..config.llm.num_hidden_layers {
+        if let Some(kv) = cond.cache.layer(l) {
+            c.check(&format!("cond_k_l{l}"), kv.k.clone())?;
+            c.check(&format!("cond_v_l{l}"), kv.v.clone())?;
+        }
+    }
+    let mut cfg_img = Context::default();
+    model.add_text(&mut cfg_img, &prompt, device);
+    c.check_ids(
+        "cfg_img_ctx_kv_len_rope",
+        &[cfg_img.cache.len(), cfg_img.rope],
+    )?;
+    for l in 0..config.llm.num_hidden_layers {
+        if let Some(kv) = cfg_img.cache.layer(l) {
+            c.check(&format!("cfg_img_k_l{l}"), kv.k.clone())?;
+            c.check(&format!("cfg_img_v_l{l}"), kv.v.clone())?;
+        }
+    }
+
+    // Target: the last reference's VAE size.
+    let hw = g.ids("target_image_hw")?;
+    let d = config.latent_downsample();
+    let (h, w) = (hw[0] as usize / d, hw[1] as usize / d);
+    let pos_ids = grid_position_ids(h, w, config.max_latent_size);
+    c.check_ids("target_latent_pos_ids", &pos_ids)?;
+    let t = g.scalar("t")?;
+    let x_t: Tensor<B, 2> = g.tensor("x_t", device)?;
+    let mut contexts = Contexts {
+        cond,
+        cfg_text,
+        cfg_img,
+    };
+    let mut vs = Vec::new();
+    for (name, ctx) in [
+        ("cond", &mut contexts.cond),
+        ("cfg_text", &mut contexts.cfg_text),
+        ("cfg_img", &mut contexts.cfg_img),
+    ] {
+        let mut trace = FlowTrace::default();
+        let v = model.velocity(ctx, x_t.clone(), t, &pos_ids, markers, Some(&mut trace));
+        c.check_ids(
+            &format!("flow_{name}_position_ids"),
+            &vec![ctx.rope; pos_ids.len() + 2],
+        )?;
+        c.check_traced(&format!("flow_{name}_final_hidden"), trace.final_hidden)?;
+        if name == "cond" {
+            c.check_traced("flow_input_seq", trace.input_seq)?;
+            c.check_traced(
+                "flow_cond_layer0_out",
+                trace.layers.layer_outputs.first().cloned(),
+            )?;
+        }
+        c.check(&format!("v_{name}"), v.clone())?;
+        vs.push(v);
+    }
+    c.check(
+        "flow_temb",
+        model
+            .time_embedder
+            .forward(&[t], device)
+            .reshape([config.llm.hidden_size]),
+    )?;
+    let settings = &json["case_settings"]["interleave_inference"];
+    let sampler = sampler_from(settings, settings);
+    let v_img = vs.pop();
+    let v_text = vs.pop().unwrap_or_else(|| Tensor::zeros([1, 1], device));
+    let v_cond = vs.pop().unwrap_or_else(|| Tensor::zeros([1, 1], device));
+    c.check("v_cfg", guide(v_cond, v_text, v_img, &sampler))?;
+
+    let x0 = check_generation(
+        c,
+        "gen_",
+        model,
+        &mut contexts,
+        &pos_ids,
+        markers,
+        &sampler,
+        g.tensor("x_init", device)?,
+    )?;
+    let (img, u8s) = decode_tokens(ae, x0, h, w, p);
+    c.check("gen_decoded", img)?;
+    c.check_u8("gen_image_u8", &u8s)
+}

@@ -1,0 +1,577 @@
+//! The Qwen2 Mixture-of-Transformers decoder of BAGEL: every layer has an understanding expert
+//! (text, ViT tokens, image markers) and a generation expert (`*_moe_gen`, VAE latent tokens)
+//! that share one self-attention over the whole sequence. Tokens are routed by type.
+//!
+//! Upstream: `ByteDance-Seed/Bagel@056b5fd` `modeling/bagel/qwen2_navit.py` (`PackedAttentionMoT`,
+//! `Qwen2MoTDecoderLayer`, `Qwen2Model`), `modeling/qwen2/modeling_qwen2.py` (RMSNorm, MLP,
+//! RoPE). Field names are the upstream names, so module paths equal checkpoint keys.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::config::LlmConfig;
+
+/// Which expert a run of tokens uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expert {
+    /// The understanding expert: text, ViT tokens, image start/end markers.
+    Und,
+    /// The generation expert: VAE latent tokens.
+    Gen,
+}
+
+/// A packed sequence's routing: contiguous runs of rows and the expert of each run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing(Vec<(usize, Expert)>);
+
+impl Routing {
+    /// Runs of `(length, expert)`, in order; empty runs are dropped.
+    pub fn new(runs: impl IntoIterator<Item = (usize, Expert)>) -> Self {
+        Routing(runs.into_iter().filter(|(n, _)| *n > 0).collect())
+    }
+
+    /// All `n` rows on one expert.
+    pub fn all(n: usize, expert: Expert) -> Self {
+        Routing::new([(n, expert)])
+    }
+
+    /// The image block `[start marker, n latents, end marker]`.
+    pub fn image_block(n: usize, expert: Expert) -> Self {
+        Routing::new([(1, Expert::Und), (n, expert), (1, Expert::Und)])
+    }
+
+    /// Total rows.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|r| r.0).sum()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies `und` or `gen` to each run of `x` (`[rows, ..]`) and concatenates the results.
+    pub fn apply<B: Backend, const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        und: impl Fn(Tensor<B, D>) -> Tensor<B, D>,
+        gen_: impl Fn(Tensor<B, D>) -> Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        if self.0.len() == 1 {
+            return match self.0[0].1 {
+                Expert::Und => und(x),
+                Expert::Gen => gen_(x),
+            };
+        }
+        let mut start = 0;
+        let parts: Vec<Tensor<B, D>> = self
+            .0
+            .iter()
+            .map(|&(n, e)| {
+                let part = x.clone().narrow(0, start, n);
+                start += n;
+                match e {
+                    Expert::Und => und(part),
+                    Expert::Gen => gen_(part),
+                }
+            })
+            .collect();
+        Tensor::cat(parts, 0)
+    }
+}
+
+/// The cos/sin tables of Qwen2's RoPE for the given positions, `[len, head_dim]` each, computed
+/// in f32 as HF does (`inv_freq = 1/theta^(2i/d)`, `emb = cat(freqs, freqs)`).
+pub fn rope_tables<B: Backend>(
+    positions: &[usize],
+    head_dim: usize,
+    theta: f64,
+    device: &B::Device,
+) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| (1.0 / theta.powf((2 * i) as f64 / head_dim as f64)) as f32)
+        .collect();
+    let mut cos = Vec::with_capacity(positions.len() * head_dim);
+    let mut sin = Vec::with_capacity(positions.len() * head_dim);
+    for &p in positions {
+        for rep in 0..2 {
+            let _ = rep;
+            for f in &inv_freq {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+    }
+    let shape = [positions.len(), head_dim];
+    (
+        Tensor::from_data(TensorData::new(cos, shape), device),
+        Tensor::from_data(TensorData::new(sin, shape), device),
+    )
+}
+
+/// Applies RoPE to `x` `[len, heads, head_dim]` (non-interleaved `rotate_half`).
+fn apply_rope<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 3> {
+    let [len, heads, d] = x.dims();
+    let half = d / 2;
+    let x1 = x.clone().narrow(2, 0, half);
+    let x2 = x.clone().narrow(2, half, half);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 2);
+    let cos = cos.clone().reshape([len, 1, d]).expand([len, heads, d]);
+    let sin = sin.clone().reshape([len, 1, d]).expand([len, heads, d]);
+    x * cos + rotated * sin
+}
+
+/// Keys and values of one layer for the tokens already in a context, post-norm and post-RoPE:
+/// `[len, kv_heads, head_dim]` each.
+#[derive(Debug, Clone)]
+pub struct LayerKv<B: Backend> {
+    /// Keys.
+    pub k: Tensor<B, 3>,
+    /// Values.
+    pub v: Tensor<B, 3>,
+}
+
+/// The KV cache of a context: one entry per layer, or none for an empty context. Not a module:
+/// it is passed `&mut` and grows as the context does.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<LayerKv<B>>,
+    len: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// An empty cache.
+    pub fn new() -> Self {
+        KvCache {
+            layers: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Layer `l`'s keys and values, if any token is held.
+    pub fn layer(&self, l: usize) -> Option<&LayerKv<B>> {
+        self.layers.get(l)
+    }
+
+    /// Empties the cache.
+    pub fn reset(&mut self) {
+        self.layers.clear();
+        self.len = 0;
+    }
+
+    fn append(&mut self, new: Vec<LayerKv<B>>, len: usize) {
+        if self.layers.is_empty() {
+            self.layers = new;
+        } else {
+            for (old, n) in self.layers.iter_mut().zip(new) {
+                old.k = Tensor::cat(vec![old.k.clone(), n.k], 0);
+                old.v = Tensor::cat(vec![old.v.clone(), n.v], 0);
+            }
+        }
+        self.len += len;
+    }
+}
+
+/// Qwen2's SwiGLU MLP: `down(silu(gate(x)) * up(x))`, no biases.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// Gate projection.
+    pub gate_proj: Linear<B>,
+    /// Up projection.
+    pub up_proj: Linear<B>,
+    /// Down projection.
+    pub down_proj: Linear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    fn init(c: &LlmConfig, device: &B::Device) -> Self {
+        let lin = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
+        Mlp {
+            gate_proj: lin(c.hidden_size, c.intermediate_size),
+            up_proj: lin(c.hidden_size, c.intermediate_size),
+            down_proj: lin(c.intermediate_size, c.hidden_size),
+        }
+    }
+
+    fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        self.down_proj
+            .forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
+    }
+}
+
+/// The shared self-attention with both experts' projections and q/k norms.
+#[derive(Module, Debug)]
+pub struct SelfAttn<B: Backend> {
+    /// Und query projection (with bias).
+    pub q_proj: Linear<B>,
+    /// Und key projection (with bias).
+    pub k_proj: Linear<B>,
+    /// Und value projection (with bias).
+    pub v_proj: Linear<B>,
+    /// Und output projection (no bias).
+    pub o_proj: Linear<B>,
+    /// Gen query projection.
+    pub q_proj_moe_gen: Linear<B>,
+    /// Gen key projection.
+    pub k_proj_moe_gen: Linear<B>,
+    /// Gen value projection.
+    pub v_proj_moe_gen: Linear<B>,
+    /// Gen output projection.
+    pub o_proj_moe_gen: Linear<B>,
+    /// Und per-head query RMSNorm.
+    pub q_norm: RmsNorm<B>,
+    /// Und per-head key RMSNorm.
+    pub k_norm: RmsNorm<B>,
+    /// Gen per-head query RMSNorm.
+    pub q_norm_moe_gen: RmsNorm<B>,
+    /// Gen per-head key RMSNorm.
+    pub k_norm_moe_gen: RmsNorm<B>,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl<B: Backend> SelfAttn<B> {
+    fn init(c: &LlmConfig, device: &B::Device) -> Self {
+        let (h, hd) = (c.hidden_size, c.head_dim());
+        let q = c.num_attention_heads * hd;
+        let kv = c.num_key_value_heads * hd;
+        let lin = |i, o, bias| LinearConfig::new(i, o).with_bias(bias).init(device);
+        let norm = || {
+            RmsNormConfig::new(hd)
+                .with_epsilon(c.rms_norm_eps)
+                .init(device)
+        };
+        SelfAttn {
+            q_proj: lin(h, q, true),
+            k_proj: lin(h, kv, true),
+            v_proj: lin(h, kv, true),
+            o_proj: lin(q, h, false),
+            q_proj_moe_gen: lin(h, q, true),
+            k_proj_moe_gen: lin(h, kv, true),
+            v_proj_moe_gen: lin(h, kv, true),
+            o_proj_moe_gen: lin(q, h, false),
+            q_norm: norm(),
+            k_norm: norm(),
+            q_norm_moe_gen: norm(),
+            k_norm_moe_gen: norm(),
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: hd,
+        }
+    }
+
+    /// Projects and normalises q, k, v for the rows of `x` (`[len, hidden]`), then applies RoPE:
+    /// q `[len, heads, hd]`, k and v `[len, kv_heads, hd]`.
+    fn qkv(
+        &self,
+        x: Tensor<B, 2>,
+        routing: &Routing,
+        cos: &Tensor<B, 2>,
+        sin: &Tensor<B, 2>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
+        let len = x.dims()[0];
+        let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let q = routing.apply(
+            x.clone(),
+            |x| self.q_proj.forward(x),
+            |x| self.q_proj_moe_gen.forward(x),
+        );
+        let k = routing.apply(
+            x.clone(),
+            |x| self.k_proj.forward(x),
+            |x| self.k_proj_moe_gen.forward(x),
+        );
+        let v = routing.apply(
+            x,
+            |x| self.v_proj.forward(x),
+            |x| self.v_proj_moe_gen.forward(x),
+        );
+        let q = routing.apply(
+            q.reshape([len, h, hd]),
+            |q| self.q_norm.forward(q),
+            |q| self.q_norm_moe_gen.forward(q),
+        );
+        let k = routing.apply(
+            k.reshape([len, kvh, hd]),
+            |k| self.k_norm.forward(k),
+            |k| self.k_norm_moe_gen.forward(k),
+        );
+        (
+            apply_rope(q, cos, sin),
+            apply_rope(k, cos, sin),
+            v.reshape([len, kvh, hd]),
+        )
+    }
+
+    /// Attention of `q` over keys/values `[lk, kv_heads, hd]`, with an optional additive mask
+    /// `[lq, lk]`; returns `[lq, heads * hd]`.
+    fn attend(
+        &self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        mask: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 2> {
+        let [lq, h, hd] = q.dims();
+        let lk = k.dims()[0];
+        let group = h / self.kv_heads;
+        let expand = |t: Tensor<B, 3>| {
+            t.swap_dims(0, 1) // [kv, lk, hd]
+                .unsqueeze_dim::<4>(1) // [kv, 1, lk, hd]
+                .expand([self.kv_heads, group, lk, hd])
+                .reshape([h, lk, hd])
+        };
+        let (k, v) = (expand(k), expand(v));
+        let q = q.swap_dims(0, 1); // [h, lq, hd]
+        let mut scores = q.matmul(k.swap_dims(1, 2)) * (1.0 / (hd as f64).sqrt());
+        if let Some(m) = mask {
+            scores = scores + m.unsqueeze_dim(0);
+        }
+        let probs = softmax(scores, 2);
+        probs.matmul(v).swap_dims(0, 1).reshape([lq, h * hd])
+    }
+}
+
+/// One MoT decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    /// Und pre-attention norm.
+    pub input_layernorm: RmsNorm<B>,
+    /// Gen pre-attention norm.
+    pub input_layernorm_moe_gen: RmsNorm<B>,
+    /// Und pre-MLP norm.
+    pub post_attention_layernorm: RmsNorm<B>,
+    /// Gen pre-MLP norm.
+    pub post_attention_layernorm_moe_gen: RmsNorm<B>,
+    /// The shared attention.
+    pub self_attn: SelfAttn<B>,
+    /// Und MLP.
+    pub mlp: Mlp<B>,
+    /// Gen MLP.
+    pub mlp_moe_gen: Mlp<B>,
+}
+
+/// How a block of tokens attends.
+#[derive(Debug, Clone)]
+pub enum AttentionMode<B: Backend> {
+    /// Every token sees the cache and the whole block (image blocks).
+    Full,
+    /// Every token sees the cache and the block up to itself (text prefill).
+    Causal,
+    /// An explicit additive mask `[block, cache + block]` (training's packed sequences).
+    Mask(Tensor<B, 2>),
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    fn init(c: &LlmConfig, device: &B::Device) -> Self {
+        let norm = || {
+            RmsNormConfig::new(c.hidden_size)
+                .with_epsilon(c.rms_norm_eps)
+                .init(device)
+        };
+        DecoderLayer {
+            input_layernorm: norm(),
+            input_layernorm_moe_gen: norm(),
+            post_attention_layernorm: norm(),
+            post_attention_layernorm_moe_gen: norm(),
+            self_attn: SelfAttn::init(c, device),
+            mlp: Mlp::init(c, device),
+            mlp_moe_gen: Mlp::init(c, device),
+        }
+    }
+
+    /// One layer over a block `x` `[len, hidden]` attending to `past` (if any) and itself.
+    /// Returns the new residual stream and this block's keys/values.
+    fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        routing: &Routing,
+        rope: &(Tensor<B, 2>, Tensor<B, 2>),
+        past: Option<&LayerKv<B>>,
+        mode: &AttentionMode<B>,
+    ) -> (Tensor<B, 2>, LayerKv<B>) {
+        let residual = x.clone();
+        let xn = routing.apply(
+            x,
+            |x| self.input_layernorm.forward(x),
+            |x| self.input_layernorm_moe_gen.forward(x),
+        );
+        let (q, k, v) = self.self_attn.qkv(xn, routing, &rope.0, &rope.1);
+        let (k_all, v_all) = match past {
+            Some(p) => (
+                Tensor::cat(vec![p.k.clone(), k.clone()], 0),
+                Tensor::cat(vec![p.v.clone(), v.clone()], 0),
+            ),
+            None => (k.clone(), v.clone()),
+        };
+        let (lq, lk) = (q.dims()[0], k_all.dims()[0]);
+        let mask = match mode {
+            AttentionMode::Full => None,
+            AttentionMode::Causal => Some(causal_mask::<B>(lq, lk, &q.device())),
+            AttentionMode::Mask(m) => Some(m.clone()),
+        };
+        let attn = self.self_attn.attend(q, k_all, v_all, mask);
+        let o = routing.apply(
+            attn,
+            |a| self.self_attn.o_proj.forward(a),
+            |a| self.self_attn.o_proj_moe_gen.forward(a),
+        );
+        let x = residual + o;
+        let y = routing.apply(
+            x.clone(),
+            |x| self.mlp.forward(self.post_attention_layernorm.forward(x)),
+            |x| {
+                self.mlp_moe_gen
+                    .forward(self.post_attention_layernorm_moe_gen.forward(x))
+            },
+        );
+        (x + y, LayerKv { k, v })
+    }
+}
+
+/// Additive causal mask for `lq` new tokens after `lk - lq` cached ones (bottom-right aligned).
+fn causal_mask<B: Backend>(lq: usize, lk: usize, device: &B::Device) -> Tensor<B, 2> {
+    let offset = lk - lq;
+    let data: Vec<f32> = (0..lq)
+        .flat_map(|i| {
+            (0..lk).map(move |j| {
+                if j <= i + offset {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(data, [lq, lk]), device)
+}
+
+/// The decoder stack with embeddings and final norms (`language_model.model`).
+#[derive(Module, Debug)]
+pub struct Qwen2Model<B: Backend> {
+    /// Token embeddings (shared by both experts).
+    pub embed_tokens: Embedding<B>,
+    /// The layers.
+    pub layers: Vec<DecoderLayer<B>>,
+    /// Und final norm.
+    pub norm: RmsNorm<B>,
+    /// Gen final norm.
+    pub norm_moe_gen: RmsNorm<B>,
+}
+
+/// `language_model`: the decoder and its LM head.
+#[derive(Module, Debug)]
+pub struct LanguageModel<B: Backend> {
+    /// The decoder.
+    pub model: Qwen2Model<B>,
+    /// The LM head (untied).
+    pub lm_head: Linear<B>,
+}
+
+/// What a forward pass over a block can record for inspection and parity tests.
+#[derive(Debug, Clone, Default)]
+pub struct Trace<B: Backend> {
+    /// The residual stream after each layer.
+    pub layer_outputs: Vec<Tensor<B, 2>>,
+}
+
+impl<B: Backend> LanguageModel<B> {
+    /// A randomly initialised language model.
+    pub fn init(c: &LlmConfig, device: &B::Device) -> Self {
+        let norm = || {
+            RmsNormConfig::new(c.hidden_size)
+                .with_epsilon(c.rms_norm_eps)
+                .init(device)
+        };
+        LanguageModel {
+            model: Qwen2Model {
+                embed_tokens: EmbeddingConfig::new(c.vocab_size, c.hidden_size).init(device),
+                layers: (0..c.num_hidden_layers)
+                    .map(|_| DecoderLayer::init(c, device))
+                    .collect(),
+                norm: norm(),
+                norm_moe_gen: norm(),
+            },
+            lm_head: LinearConfig::new(c.hidden_size, c.vocab_size)
+                .with_bias(false)
+                .init(device),
+        }
+    }
+
+    /// Embeddings of token ids, `[len, hidden]`.
+    pub fn embed(&self, ids: &[u32], device: &B::Device) -> Tensor<B, 2> {
+        let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+        let n = ids.len();
+        let t = Tensor::<B, 1, burn::tensor::Int>::from_data(TensorData::new(ids, [n]), device);
+        self.model
+            .embed_tokens
+            .forward(t.reshape([1, n]))
+            .reshape([n, self.hidden_size()])
+    }
+
+    /// The hidden size.
+    pub fn hidden_size(&self) -> usize {
+        self.model.norm.gamma.dims()[0]
+    }
+
+    /// Runs the layers over `x` (`[len, hidden]`, already embedded) at RoPE `positions`,
+    /// attending to `cache`; with `update`, the block's keys/values are appended to the cache.
+    /// Returns the final hidden states after the expert-specific final norm.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_block(
+        &self,
+        x: Tensor<B, 2>,
+        routing: &Routing,
+        positions: &[usize],
+        rope_theta: f64,
+        cache: &mut KvCache<B>,
+        mode: &AttentionMode<B>,
+        update: bool,
+        mut trace: Option<&mut Trace<B>>,
+    ) -> Tensor<B, 2> {
+        let device = x.device();
+        let head_dim = self
+            .model
+            .layers
+            .first()
+            .map_or(2, |l| l.self_attn.head_dim);
+        let rope = rope_tables::<B>(positions, head_dim, rope_theta, &device);
+        let len = x.dims()[0];
+        let mut h = x;
+        let mut new_kv = Vec::with_capacity(self.model.layers.len());
+        for (l, layer) in self.model.layers.iter().enumerate() {
+            let (out, kv) = layer.forward(h, routing, &rope, cache.layer(l), mode);
+            h = out;
+            if let Some(t) = trace.as_deref_mut() {
+                t.layer_outputs.push(h.clone());
+            }
+            if update {
+                new_kv.push(kv);
+            }
+        }
+        if update {
+            cache.append(new_kv, len);
+        }
+        routing.apply(
+            h,
+            |x| self.model.norm.forward(x),
+            |x| self.model.norm_moe_gen.forward(x),
+        )
+    }
+}

@@ -1,0 +1,112 @@
+//! Loading and saving weights with the official key names, through burn-store.
+//!
+//! Module fields carry the upstream names, so a module path equals a checkpoint key; the only
+//! remaps are real convention gaps (PyTorch `weight`/`bias` of norms <-> burn `gamma`/`beta`,
+//! Linear transposition, handled by burn-store's PyTorch adapters, and `time_embedder.mlp.2`,
+//! the upstream index after a weightless SiLU, which is burn's `mlp.1`). Loading is strict:
+//! every missing, unexpected or mis-shaped key is reported by name.
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+
+use crate::Error;
+
+/// A key rename between checkpoint (`official`) and module (`module`) names, as regexes.
+#[derive(Debug, Clone, Copy)]
+pub struct Remap {
+    /// Pattern in the checkpoint's naming, and its module-side replacement.
+    pub to_module: (&'static str, &'static str),
+    /// The reverse, for saving.
+    pub to_official: (&'static str, &'static str),
+}
+
+/// Norm layers: PyTorch `weight`/`bias`, burn `gamma`/`beta`. Every norm module of BAGEL, the
+/// ViT and the FLUX autoencoder has `norm` in its name (`input_layernorm`, `q_norm`,
+/// `layer_norm1`, `norm_out`, ...), and no other module does.
+pub const NORM_REMAPS: &[Remap] = &[
+    Remap {
+        to_module: (r"^(.*norm[a-z_0-9]*)\.weight$", "$1.gamma"),
+        to_official: (r"^(.*norm[a-z_0-9]*)\.gamma$", "$1.weight"),
+    },
+    Remap {
+        to_module: (r"^(.*norm[a-z_0-9]*)\.bias$", "$1.beta"),
+        to_official: (r"^(.*norm[a-z_0-9]*)\.beta$", "$1.bias"),
+    },
+];
+
+/// BAGEL's remaps: the norms, and upstream `time_embedder.mlp.{0,2}` vs burn's `mlp.{0,1}`.
+pub const BAGEL_REMAPS: &[Remap] = &[
+    NORM_REMAPS[0],
+    NORM_REMAPS[1],
+    Remap {
+        to_module: (r"^time_embedder\.mlp\.2\.", "time_embedder.mlp.1."),
+        to_official: (r"^time_embedder\.mlp\.1\.", "time_embedder.mlp.2."),
+    },
+];
+
+/// Loads `path` (safetensors, official key names) into `module`, strictly: any key the module has
+/// that the file lacks (except those matching `optional`), any key the file has that the module
+/// lacks, and any shape mismatch fails with every offending key listed.
+pub fn load_safetensors<B: Backend, M: ModuleSnapshot<B>>(
+    module: &mut M,
+    path: &Path,
+    remaps: &[Remap],
+    optional: &[&str],
+) -> Result<(), Error> {
+    if !path.is_file() {
+        return Err(Error::Core(echo4o_core::Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "weight file not found"),
+        )));
+    }
+    let mut store = SafetensorsStore::from_file(path)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .allow_partial(true)
+        .validate(true);
+    for r in remaps {
+        store = store.with_key_remapping(r.to_module.0, r.to_module.1);
+    }
+    let result = module.load_from(&mut store).map_err(|e| Error::Weights {
+        path: path.display().to_string(),
+        details: e.to_string(),
+    })?;
+    let mut problems = Vec::new();
+    for e in &result.errors {
+        problems.push(format!("  {e}"));
+    }
+    for (key, _) in &result.missing {
+        if !optional.iter().any(|o| key == o) {
+            problems.push(format!("  missing: {key}"));
+        }
+    }
+    for key in &result.unused {
+        problems.push(format!("  unexpected: {key}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Weights {
+            path: path.display().to_string(),
+            details: problems.join("\n"),
+        })
+    }
+}
+
+/// Saves `module` to `path` as safetensors with the official key names and layouts (loads back
+/// here and in the official PyTorch code).
+pub fn save_safetensors<B: Backend, M: ModuleSnapshot<B>>(
+    module: &M,
+    path: &Path,
+    remaps: &[Remap],
+) -> Result<(), Error> {
+    let mut store = SafetensorsStore::from_file(path).with_to_adapter(BurnToPyTorchAdapter);
+    for r in remaps {
+        store = store.with_key_remapping(r.to_official.0, r.to_official.1);
+    }
+    module.save_into(&mut store).map_err(|e| Error::Weights {
+        path: path.display().to_string(),
+        details: format!("  cannot save: {e}"),
+    })
+}
