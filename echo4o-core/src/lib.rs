@@ -32,6 +32,7 @@ mod image_io;
 mod judge;
 #[cfg(feature = "openai")]
 pub mod openai;
+pub mod resize;
 mod sample;
 mod score;
 mod source;

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+use echo4o_core::image;
+use echo4o_core::resize::{ResizeRule, to_chw_pixels};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::Error;
@@ -203,6 +205,14 @@ impl Checker<'_> {
         }
     }
 
+    fn check_u8_exact(&mut self, name: &str, got: &[u8]) -> Result<(), Error> {
+        let (want, _) = self.golden.u8(name)?;
+        let got: Vec<f32> = got.iter().map(|&v| f32::from(v)).collect();
+        let want: Vec<f32> = want.iter().map(|&v| f32::from(v)).collect();
+        self.out.push(compare_values(name, &got, &want, (0.0, 0.0)));
+        Ok(())
+    }
+
     fn check_ids(&mut self, name: &str, got: &[usize]) -> Result<(), Error> {
         let want = self.golden.ids(name)?;
         let got: Vec<f32> = got.iter().map(|&v| v as f32).collect();
@@ -218,6 +228,15 @@ impl Checker<'_> {
         self.out.push(compare_values(name, &got, &want, (1.0, 0.0)));
         Ok(())
     }
+}
+
+/// An RGB image as a `[3, H, W]` tensor in [-1, 1] (Bagel's normalisation).
+pub fn chw_tensor<B: Backend>(img: &image::RgbImage, device: &B::Device) -> Tensor<B, 3> {
+    let (w, h) = img.dimensions();
+    Tensor::from_data(
+        TensorData::new(to_chw_pixels(img), [3, h as usize, w as usize]),
+        device,
+    )
 }
 
 fn usize_ids(v: Vec<i64>) -> Vec<usize> {
@@ -549,9 +568,36 @@ fn multi_ref_case<B: Backend>(
         .vit_model
         .as_ref()
         .ok_or_else(|| g.err("the model has no ViT".into()))?;
+    let rule = |key: &str| -> Result<ResizeRule, Error> {
+        let t = &json["transforms"][key];
+        let get = |k: &str| {
+            t.get(k)
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| g.err(format!("transforms.{key}.{k} missing")))
+        };
+        Ok(ResizeRule {
+            max_size: get("max_image_size")? as u32,
+            min_size: get("min_image_size")? as u32,
+            stride: get("image_stride")? as u32,
+            max_pixels: get("max_pixels")?,
+        })
+    };
+    let (vae_rule, vit_rule) = (rule("vae_transform")?, rule("vit_transform")?);
     for r in ["ref1", "ref2"] {
+        // The official transforms, from the raw image.
+        let (raw, shape) = g.u8(&format!("{r}_raw_u8"))?;
+        let raw = image::RgbImage::from_raw(shape[1] as u32, shape[0] as u32, raw)
+            .ok_or_else(|| g.err(format!("{r}_raw_u8: not an RGB image")))?;
+        let vae_img = vae_rule.apply(&raw, 1);
+        c.check_u8_exact(&format!("{r}_vae_resized_u8"), vae_img.as_raw())?;
+        let vit_img = vit_rule.apply(&vae_img, 1);
+        c.check_u8_exact(&format!("{r}_vit_resized_u8"), vit_img.as_raw())?;
+        let pixels: Tensor<B, 4> = chw_tensor::<B>(&vae_img, device).unsqueeze_dim(0);
+        c.check(&format!("{r}_vae_pixels"), pixels.clone())?;
+        let vit_pixels = chw_tensor::<B>(&vit_img, device);
+        c.check(&format!("{r}_vit_pixels"), vit_pixels.clone())?;
+
         // VAE item.
-        let pixels: Tensor<B, 4> = g.tensor(&format!("{r}_vae_pixels"), device)?;
         c.check(&format!("{r}_vae_moments"), ae.moments(pixels.clone()))?;
         let z = ae.encode(
             pixels,
@@ -576,7 +622,7 @@ fn multi_ref_case<B: Backend>(
         item_ropes.push(cond.rope);
 
         // ViT item.
-        let vpix: Tensor<B, 3> = g.tensor(&format!("{r}_vit_pixels"), device)?;
+        let vpix = vit_pixels;
         let [_, vh, vw] = vpix.dims();
         let patch = vit.patch_size();
         let tokens = patchify(vpix.clone(), patch);
