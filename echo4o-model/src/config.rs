@@ -7,12 +7,12 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
 /// The Qwen2 MoT language model (`llm_config.json`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlmConfig {
     /// Vocabulary size (rows of `embed_tokens` and `lm_head`).
     pub vocab_size: usize,
@@ -53,7 +53,7 @@ impl LlmConfig {
 }
 
 /// The SigLIP NaViT vision tower (`vit_config.json`), with the official overrides applied.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VitConfig {
     /// Hidden size.
     pub hidden_size: usize,
@@ -82,7 +82,7 @@ fn default_channels() -> usize {
 }
 
 /// FLUX autoencoder parameters (`AutoEncoderParams`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AeConfig {
     /// Image channels in.
     pub in_channels: usize,

@@ -50,6 +50,14 @@ pub enum Error {
         /// One line per problem, naming the key.
         details: String,
     },
+    /// A model folder that is not a usable checkpoint.
+    #[error("{dir}: {message}")]
+    ModelDir {
+        /// The folder.
+        dir: String,
+        /// What is missing or wrong.
+        message: String,
+    },
     /// A tensor with the wrong shape was passed in.
     #[error("{what}: expected shape {expected}, got {got:?}")]
     Shape {

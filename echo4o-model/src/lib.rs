@@ -23,9 +23,11 @@ pub mod bagel;
 pub mod config;
 mod error;
 pub mod parity;
+pub mod pipeline;
 pub mod qwen2_mot;
 pub mod sampling;
 pub mod siglip;
+pub mod tokenizer;
 pub mod weights;
 
 pub use backend::{BackendKind, BackendTask, DeviceSpec};

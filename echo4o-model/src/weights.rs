@@ -82,7 +82,7 @@ pub fn load_safetensors<B: Backend, M: ModuleSnapshot<B>>(
         }
     }
     for key in &result.unused {
-        problems.push(format!("  unexpected: {key}"));
+        problems.push(format!("  unexpected: {}", official_name(key, remaps)));
     }
     if problems.is_empty() {
         Ok(())
@@ -92,6 +92,17 @@ pub fn load_safetensors<B: Backend, M: ModuleSnapshot<B>>(
             details: problems.join("\n"),
         })
     }
+}
+
+/// A module-side key in the checkpoint's naming.
+fn official_name(key: &str, remaps: &[Remap]) -> String {
+    let mut name = key.to_string();
+    for r in remaps {
+        if let Ok(re) = regex::Regex::new(r.to_official.0) {
+            name = re.replace(&name, r.to_official.1).into_owned();
+        }
+    }
+    name
 }
 
 /// Saves `module` to `path` as safetensors with the official key names and layouts (loads back

@@ -1,0 +1,159 @@
+//! The Qwen2 tokenizer BAGEL uses, from the checkpoint's `tokenizer.json` (the `tokenizers`
+//! crate with its pure-Rust regex backend), and BAGEL's prompt template.
+//!
+//! Upstream: `ByteDance-Seed/Bagel@056b5fd` `modeling/bagel/bagel.py` `prepare_prompts`: a text
+//! segment is `[<|im_start|>] + encode(text) + [<|im_end|>]`, no chat template, no BOS of the
+//! tokenizer's own.
+
+use std::path::Path;
+
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::Error;
+use crate::config::SpecialTokens;
+
+/// The special tokens' texts, looked up in the vocabulary.
+pub const SPECIAL_TOKENS: [&str; 4] = [
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+];
+
+/// A loaded tokenizer and the special ids it defines.
+pub struct BagelTokenizer {
+    inner: tokenizers::Tokenizer,
+    special: SpecialTokens,
+}
+
+impl std::fmt::Debug for BagelTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BagelTokenizer")
+            .field("vocab_size", &self.inner.get_vocab_size(true))
+            .field("special", &self.special)
+            .finish()
+    }
+}
+
+impl BagelTokenizer {
+    /// Loads `tokenizer.json`; the four special ids are taken from its vocabulary (an error names
+    /// any that is missing).
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let bad = |message: String| Error::Config {
+            path: path.display().to_string(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(bad("tokenizer file not found".into()));
+        }
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| bad(e.to_string()))?;
+        let id = |t: &str| {
+            inner
+                .token_to_id(t)
+                .ok_or_else(|| bad(format!("the vocabulary has no `{t}`")))
+        };
+        let special = SpecialTokens {
+            bos_token_id: id(SPECIAL_TOKENS[0])?,
+            eos_token_id: id(SPECIAL_TOKENS[1])?,
+            start_of_image: id(SPECIAL_TOKENS[2])?,
+            end_of_image: id(SPECIAL_TOKENS[3])?,
+        };
+        Ok(BagelTokenizer { inner, special })
+    }
+
+    /// The special ids.
+    pub fn special(&self) -> SpecialTokens {
+        self.special
+    }
+
+    /// Token ids of `text`, without special tokens added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, Error> {
+        self.inner
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| Error::Config {
+                path: "tokenizer".into(),
+                message: format!("cannot encode {text:?}: {e}"),
+            })
+    }
+
+    /// The text segment BAGEL feeds: `[im_start] + ids + [im_end]`.
+    pub fn prompt(&self, text: &str) -> Result<Vec<u32>, Error> {
+        let mut ids = vec![self.special.bos_token_id];
+        ids.extend(self.encode(text)?);
+        ids.push(self.special.eos_token_id);
+        Ok(ids)
+    }
+}
+
+/// Writes a byte-level BPE `tokenizer.json` without merges (one token per UTF-8 byte; Qwen2's
+/// kind of tokenizer, minus the learned merges) whose four special tokens get ids
+/// `base..base + 4`: the tokenizer of tiny models trained from scratch.
+pub fn write_byte_level_tokenizer(path: &Path, base: u32) -> Result<(), Error> {
+    let mut vocab = tokenizers::models::bpe::Vocab::new();
+    for (i, ch) in ByteLevel::alphabet().into_iter().enumerate() {
+        vocab.insert(ch.to_string(), i as u32);
+    }
+    let bad = |message: String| Error::Config {
+        path: path.display().to_string(),
+        message,
+    };
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, vec![])
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let mut tok = Tokenizer::new(bpe);
+    tok.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
+    tok.with_decoder(Some(ByteLevel::default()));
+    // Pad the vocabulary so the specials land at `base`.
+    let filler: Vec<AddedToken> = (tok.get_vocab_size(true) as u32..base)
+        .map(|i| AddedToken::from(format!("<|extra_{i}|>"), true))
+        .collect();
+    tok.add_special_tokens(&filler);
+    let specials: Vec<AddedToken> = SPECIAL_TOKENS
+        .iter()
+        .map(|t| AddedToken::from(*t, true))
+        .collect();
+    tok.add_special_tokens(&specials);
+    tok.save(path, false).map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_special_ids_from_the_vocabulary_and_wraps_prompts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        write_byte_level_tokenizer(&path, 996).unwrap();
+        let t = BagelTokenizer::from_file(&path).unwrap();
+        assert_eq!(
+            t.special(),
+            SpecialTokens {
+                bos_token_id: 996,
+                eos_token_id: 997,
+                start_of_image: 998,
+                end_of_image: 999
+            }
+        );
+        let ids = t.prompt("a red cube").unwrap();
+        assert_eq!(ids.first(), Some(&996));
+        assert_eq!(ids.last(), Some(&997));
+        assert_eq!(
+            ids.len(),
+            2 + "a red cube".len(),
+            "one byte-level token per byte without merges"
+        );
+
+        std::fs::write(&path, "{}").unwrap();
+        assert!(
+            BagelTokenizer::from_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("tokenizer.json")
+        );
+    }
+}
