@@ -257,3 +257,37 @@ fn bf16_checkpoints_load_into_f32_models() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_generator_plug_in_serves_requests() {
+    use echo4o_core::{GenerationRequest, Generator, SamplerSettings};
+    use echo4o_model::generator::BagelGenerator;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_checkpoint(dir.path());
+    let pipe = BagelPipeline::<Flex>::load(dir.path(), &FlexDevice).unwrap();
+    let steps = Arc::new(AtomicUsize::new(0));
+    let counter = steps.clone();
+    let generator =
+        BagelGenerator::new(pipe, "bagel-tiny").with_progress(Arc::new(move |_, _, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }));
+    let request = GenerationRequest::new("1", "two blue spheres")
+        .with_size(16, 16)
+        .with_num_images(2)
+        .with_sampler(SamplerSettings {
+            steps: Some(3),
+            ..Default::default()
+        });
+    let images = generator.generate(&request).await.unwrap();
+    assert_eq!(images.len(), 2);
+    assert_ne!(images[0], images[1], "image k uses seed + k");
+    assert_eq!(steps.load(Ordering::SeqCst), 4);
+    let bad = generator
+        .generate(&request.clone().with_size(15, 16))
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("bagel-tiny"), "{bad}");
+}

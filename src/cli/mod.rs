@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch; one module per subcommand.
 
 mod bench;
+mod generate;
 mod info;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ pub struct Args {
 enum Command {
     /// Score generated images on GenEval++ or Imagine-Bench with an OpenAI-compatible judge.
     Bench(bench::BenchArgs),
+    /// Generate an image with a BAGEL / Echo-4o checkpoint (text-to-image or multi-reference).
+    Generate(generate::GenerateArgs),
     /// Show the version and which compute backends this build includes.
     Info(info::InfoArgs),
 }
@@ -49,6 +52,7 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Bench(a) => bench::run(a, args.quiet),
+        Command::Generate(a) => generate::run(a, args.quiet),
         Command::Info(a) => info::run(a),
     }
 }
