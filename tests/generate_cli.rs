@@ -27,7 +27,8 @@ impl BackendTask for WriteTiny {
         let model = echo4o::model::bagel::Bagel::<B>::init(&config, &device);
         let vae = echo4o::model::autoencoder::AutoEncoder::<B>::init(&config.vae, &device);
         echo4o::model::pipeline::save_checkpoint(&self.0, &model, &vae, &config).unwrap();
-        echo4o::model::tokenizer::write_byte_level_tokenizer(&self.0.join("tokenizer.json"), 996).unwrap();
+        echo4o::model::tokenizer::write_byte_level_tokenizer(&self.0.join("tokenizer.json"), 996)
+            .unwrap();
     }
 }
 
@@ -50,15 +51,41 @@ fn generates_text_to_image_and_multi_reference_images() {
     DeviceSpec::Flex.run(WriteTiny(model.clone())).unwrap();
 
     let out = dir.path().join("t2i.png");
-    let o = generate(&["--prompt", "a red cube", "--size", "32x16", "--steps", "4", "--seed", "3"], &model, &out);
+    let o = generate(
+        &[
+            "--prompt",
+            "a red cube",
+            "--size",
+            "32x16",
+            "--steps",
+            "4",
+            "--seed",
+            "3",
+        ],
+        &model,
+        &out,
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("seed 3"));
     assert_eq!(image::open(&out).unwrap().to_rgb8().dimensions(), (32, 16));
 
     let reference = dir.path().join("ref.png");
-    image::RgbImage::from_fn(40, 24, |x, y| image::Rgb([x as u8 * 5, y as u8 * 9, 40])).save(&reference).unwrap();
+    image::RgbImage::from_fn(40, 24, |x, y| image::Rgb([x as u8 * 5, y as u8 * 9, 40]))
+        .save(&reference)
+        .unwrap();
     let out2 = dir.path().join("multi.jpg");
-    let o = generate(&["--prompt", "put it on the left", "--ref", reference.to_str().unwrap(), "--steps", "3"], &model, &out2);
+    let o = generate(
+        &[
+            "--prompt",
+            "put it on the left",
+            "--ref",
+            reference.to_str().unwrap(),
+            "--steps",
+            "3",
+        ],
+        &model,
+        &out2,
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out2.is_file());
 }
@@ -69,7 +96,11 @@ fn bad_input_is_a_clear_error() {
     let out = dir.path().join("x.png");
     let o = generate(&["--prompt", "p"], dir.path(), &out);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no llm_config.json"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no llm_config.json"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     let o = generate(&["--prompt", "p", "--size", "big"], dir.path(), &out);
     assert!(!o.status.success());
@@ -78,5 +109,8 @@ fn bad_input_is_a_clear_error() {
     let o = generate(&["--prompt", "p", "--device", "cuda:0"], dir.path(), &out);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("--features cuda") || err.contains("no llm_config.json"), "{err}");
+    assert!(
+        err.contains("--features cuda") || err.contains("no llm_config.json"),
+        "{err}"
+    );
 }

@@ -230,9 +230,9 @@ impl<B: Backend> AutoEncoder<B> {
         in_mult.extend(&c.ch_mult);
         let mut down = Vec::new();
         let mut block_in = c.ch;
-        for i in 0..levels {
-            block_in = c.ch * in_mult[i];
-            let block_out = c.ch * c.ch_mult[i];
+        for (i, (&mult_in, &mult)) in in_mult.iter().zip(&c.ch_mult).enumerate() {
+            block_in = c.ch * mult_in;
+            let block_out = c.ch * mult;
             let mut block = Vec::new();
             for _ in 0..c.num_res_blocks {
                 block.push(ResnetBlock::init(block_in, block_out, device));

@@ -27,7 +27,7 @@ pub struct LlmConfig {
     /// Key/value heads (GQA).
     pub num_key_value_heads: usize,
     /// Head dimension; `hidden_size / num_attention_heads` when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
     /// RMSNorm epsilon.
     #[serde(default = "default_rms_eps")]
@@ -178,7 +178,7 @@ impl BagelConfig {
                 num_hidden_layers: 28,
                 num_attention_heads: 28,
                 num_key_value_heads: 4,
-                head_dim: Some(128),
+                head_dim: None,
                 rms_norm_eps: 1e-6,
                 rope_theta: 1e6,
             },
@@ -325,7 +325,7 @@ impl BagelConfig {
         if l.num_attention_heads == 0 || l.num_key_value_heads == 0 {
             return bad("llm.num_attention_heads", "heads must be positive".into());
         }
-        if l.head_dim.is_none() && l.hidden_size % l.num_attention_heads != 0 {
+        if l.head_dim.is_none() && !l.hidden_size.is_multiple_of(l.num_attention_heads) {
             return bad(
                 "llm.hidden_size",
                 format!(
@@ -334,13 +334,13 @@ impl BagelConfig {
                 ),
             );
         }
-        if l.head_dim() % 2 != 0 {
+        if !l.head_dim().is_multiple_of(2) {
             return bad(
                 "llm.head_dim",
                 format!("{} must be even for RoPE", l.head_dim()),
             );
         }
-        if l.hidden_size % 4 != 0 {
+        if !l.hidden_size.is_multiple_of(4) {
             return bad(
                 "llm.hidden_size",
                 format!(
@@ -349,7 +349,7 @@ impl BagelConfig {
                 ),
             );
         }
-        if l.num_attention_heads % l.num_key_value_heads != 0 {
+        if !l.num_attention_heads.is_multiple_of(l.num_key_value_heads) {
             return bad(
                 "llm.num_key_value_heads",
                 format!(
@@ -369,7 +369,7 @@ impl BagelConfig {
                 ),
             );
         }
-        if self.vae.ch % 32 != 0 {
+        if !self.vae.ch.is_multiple_of(32) {
             return bad(
                 "vae.ch",
                 format!("{} must be a multiple of 32 (GroupNorm 32)", self.vae.ch),

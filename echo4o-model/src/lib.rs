@@ -22,6 +22,7 @@ mod backend;
 pub mod bagel;
 pub mod config;
 mod error;
+pub mod flops;
 pub mod generator;
 pub mod parity;
 pub mod pipeline;

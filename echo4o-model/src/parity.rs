@@ -407,10 +407,7 @@ fn sampler_from(run: &serde_json::Value, settings: &serde_json::Value) -> Sample
 fn check_generation<B: Backend>(
     c: &mut Checker<'_>,
     prefix: &str,
-    model: &Bagel<B>,
-    contexts: &mut Contexts<B>,
-    pos_ids: &[usize],
-    markers: [u32; 2],
+    velocity: &mut BagelVelocity<'_, B>,
     sampler: &SamplerConfig,
     x_init: Tensor<B, 2>,
 ) -> Result<Tensor<B, 2>, Error> {
@@ -418,13 +415,7 @@ fn check_generation<B: Backend>(
     let mut applied = Vec::new();
     let mut xs = Vec::new();
     let mut vs = Vec::new();
-    let mut velocity = BagelVelocity {
-        model,
-        contexts,
-        pos_ids: pos_ids.to_vec(),
-        markers,
-    };
-    let x0 = denoise(&mut velocity, x_init, sampler, |_, _, s| {
+    let x0 = denoise(velocity, x_init, sampler, |_, _, s| {
         ts.push(s.t);
         applied.push(usize::from(s.guided));
         xs.push(s.x.clone());
@@ -535,10 +526,12 @@ fn t2i_case<B: Backend>(
         check_generation(
             c,
             &format!("{name}_"),
-            model,
-            &mut contexts,
-            &pos_ids,
-            markers,
+            &mut BagelVelocity {
+                model,
+                contexts: &mut contexts,
+                pos_ids: pos_ids.clone(),
+                markers,
+            },
             &sampler,
             g.tensor("x_init", device)?,
         )?;
@@ -737,10 +730,12 @@ fn multi_ref_case<B: Backend>(
     let x0 = check_generation(
         c,
         "gen_",
-        model,
-        &mut contexts,
-        &pos_ids,
-        markers,
+        &mut BagelVelocity {
+            model,
+            contexts: &mut contexts,
+            pos_ids: pos_ids.clone(),
+            markers,
+        },
         &sampler,
         g.tensor("x_init", device)?,
     )?;

@@ -318,34 +318,36 @@ impl<B: Backend> SelfAttn<B> {
             v.reshape([len, kvh, hd]),
         )
     }
+}
 
-    /// Attention of `q` over keys/values `[lk, kv_heads, hd]`, with an optional additive mask
-    /// `[lq, lk]`; returns `[lq, heads * hd]`.
-    fn attend(
-        &self,
-        q: Tensor<B, 3>,
-        k: Tensor<B, 3>,
-        v: Tensor<B, 3>,
-        mask: Option<Tensor<B, 2>>,
-    ) -> Tensor<B, 2> {
-        let [lq, h, hd] = q.dims();
-        let lk = k.dims()[0];
-        let group = h / self.kv_heads;
-        let expand = |t: Tensor<B, 3>| {
-            t.swap_dims(0, 1) // [kv, lk, hd]
-                .unsqueeze_dim::<4>(1) // [kv, 1, lk, hd]
-                .expand([self.kv_heads, group, lk, hd])
-                .reshape([h, lk, hd])
-        };
-        let (k, v) = (expand(k), expand(v));
-        let q = q.swap_dims(0, 1); // [h, lq, hd]
-        let mut scores = q.matmul(k.swap_dims(1, 2)) * (1.0 / (hd as f64).sqrt());
-        if let Some(m) = mask {
-            scores = scores + m.unsqueeze_dim(0);
-        }
-        let probs = softmax(scores, 2);
-        probs.matmul(v).swap_dims(0, 1).reshape([lq, h * hd])
+/// Grouped-query attention of `q` `[lq, heads, hd]` over keys/values `[lk, kv_heads, hd]` with
+/// an optional additive mask `[lq, lk]`, scale `1/sqrt(hd)`; query head `h` reads key/value head
+/// `h / (heads / kv_heads)`. Returns `[lq, heads * hd]`.
+pub fn attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    mask: Option<Tensor<B, 2>>,
+) -> Tensor<B, 2> {
+    let [lq, h, hd] = q.dims();
+    let [lk, kv_heads, _] = k.dims();
+    let group = h / kv_heads;
+    let expand = |t: Tensor<B, 3>| {
+        t.swap_dims(0, 1) // [kv, lk, hd]
+            .unsqueeze_dim::<4>(1) // [kv, 1, lk, hd]
+            .expand([kv_heads, group, lk, hd])
+            .reshape([h, lk, hd])
+    };
+    let (k, v) = (expand(k), expand(v));
+    let q = q.swap_dims(0, 1); // [h, lq, hd]
+    let mut scores = q.matmul(k.swap_dims(1, 2)) * (1.0 / (hd as f64).sqrt());
+    if let Some(m) = mask {
+        scores = scores + m.unsqueeze_dim(0);
     }
+    softmax(scores, 2)
+        .matmul(v)
+        .swap_dims(0, 1)
+        .reshape([lq, h * hd])
 }
 
 /// One MoT decoder layer.
@@ -426,7 +428,7 @@ impl<B: Backend> DecoderLayer<B> {
             AttentionMode::Causal => Some(causal_mask::<B>(lq, lk, &q.device())),
             AttentionMode::Mask(m) => Some(m.clone()),
         };
-        let attn = self.self_attn.attend(q, k_all, v_all, mask);
+        let attn = attention(q, k_all, v_all, mask);
         let o = routing.apply(
             attn,
             |a| self.self_attn.o_proj.forward(a),
