@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::Tensor;
-use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 
 use crate::config::AeConfig;
@@ -113,7 +113,7 @@ impl<B: Backend> AttnBlock<B> {
         let k = flat(self.k.forward(hn.clone()));
         let v = flat(self.v.forward(hn));
         let scores = q.matmul(k.swap_dims(1, 2)) * (1.0 / (c as f64).sqrt());
-        let o = softmax(scores, 2)
+        let o = crate::ops::softmax_f32(scores, 2)
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([b, c, h, w]);

@@ -58,8 +58,8 @@ impl fmt::Display for BackendKind {
     }
 }
 
-/// A device chosen by the user: `cpu` (= `flex`), `flex`, `ndarray`, `cuda` (= `cuda:0`) or
-/// `cuda:N`.
+/// A device chosen by the user: `cpu` (= `flex`), `flex`, `ndarray`, `cuda:N` (bf16, the
+/// official GPU precision; `cuda` = `cuda:0`) or `cuda-f32:N`.
 ///
 /// ```
 /// use echo4o_model::{BackendKind, DeviceSpec};
@@ -77,8 +77,10 @@ pub enum DeviceSpec {
     Flex,
     /// The ndarray CPU backend.
     NdArray,
-    /// CUDA GPU number N.
+    /// CUDA GPU number N, bf16 weights and activations (norms and softmax computed in f32).
     Cuda(usize),
+    /// CUDA GPU number N, f32 throughout.
+    CudaF32(usize),
 }
 
 impl DeviceSpec {
@@ -87,7 +89,7 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Flex => BackendKind::Flex,
             DeviceSpec::NdArray => BackendKind::NdArray,
-            DeviceSpec::Cuda(_) => BackendKind::Cuda,
+            DeviceSpec::Cuda(_) | DeviceSpec::CudaF32(_) => BackendKind::Cuda,
         }
     }
 
@@ -119,8 +121,12 @@ impl DeviceSpec {
                 Ok(task.run::<burn_ndarray::NdArray>(burn_ndarray::NdArrayDevice::Cpu))
             }
             #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(index) => {
-                Ok(task.run::<burn_cuda::Cuda>(burn_cuda::CudaDevice { index }))
+            DeviceSpec::Cuda(index) => Ok(
+                task.run::<burn_cuda::Cuda<burn::tensor::bf16>>(burn_cuda::CudaDevice { index })
+            ),
+            #[cfg(feature = "cuda")]
+            DeviceSpec::CudaF32(index) => {
+                Ok(task.run::<burn_cuda::Cuda<f32>>(burn_cuda::CudaDevice { index }))
             }
             #[allow(unreachable_patterns)]
             other => Err(Error::BackendNotCompiled {
@@ -138,6 +144,7 @@ impl fmt::Display for DeviceSpec {
             DeviceSpec::Flex => f.write_str("flex"),
             DeviceSpec::NdArray => f.write_str("ndarray"),
             DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::CudaF32(i) => write!(f, "cuda-f32:{i}"),
         }
     }
 }
@@ -153,10 +160,16 @@ impl FromStr for DeviceSpec {
             "cpu" | "flex" => Ok(DeviceSpec::Flex),
             "ndarray" => Ok(DeviceSpec::NdArray),
             "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
-            other => match other.strip_prefix("cuda:") {
-                Some(n) => n.parse().map(DeviceSpec::Cuda).map_err(|_| bad()),
-                None => Err(bad()),
-            },
+            "cuda-f32" => Ok(DeviceSpec::CudaF32(0)),
+            other => {
+                if let Some(n) = other.strip_prefix("cuda:") {
+                    n.parse().map(DeviceSpec::Cuda).map_err(|_| bad())
+                } else if let Some(n) = other.strip_prefix("cuda-f32:") {
+                    n.parse().map(DeviceSpec::CudaF32).map_err(|_| bad())
+                } else {
+                    Err(bad())
+                }
+            }
         }
     }
 }
@@ -179,7 +192,7 @@ mod tests {
 
     #[test]
     fn parses_and_prints_round_trip() {
-        for s in ["flex", "ndarray", "cuda:0", "cuda:3"] {
+        for s in ["flex", "ndarray", "cuda:0", "cuda:3", "cuda-f32:1"] {
             assert_eq!(s.parse::<DeviceSpec>().unwrap().to_string(), s);
         }
         assert_eq!("CUDA".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));

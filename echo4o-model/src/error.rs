@@ -7,7 +7,7 @@ use crate::BackendKind;
 #[non_exhaustive]
 pub enum Error {
     /// A device string that names no known device.
-    #[error("unknown device `{given}` (expected cpu, flex, ndarray, cuda or cuda:N)")]
+    #[error("unknown device `{given}` (expected cpu, flex, ndarray, cuda:N or cuda-f32:N)")]
     InvalidDevice {
         /// What the user wrote.
         given: String,

@@ -8,7 +8,7 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
@@ -344,7 +344,7 @@ pub fn attention<B: Backend>(
     if let Some(m) = mask {
         scores = scores + m.unsqueeze_dim(0);
     }
-    softmax(scores, 2)
+    crate::ops::softmax_f32(scores, 2)
         .matmul(v)
         .swap_dims(0, 1)
         .reshape([lq, h * hd])

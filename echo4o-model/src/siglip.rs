@@ -8,7 +8,6 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -203,7 +202,10 @@ impl<B: Backend> SiglipVisionModel<B> {
             let k = split(a.k_proj.forward(h.clone()));
             let v = split(a.v_proj.forward(h));
             let scores = q.matmul(k.swap_dims(1, 2)) * (1.0 / (hd as f64).sqrt());
-            let o = softmax(scores, 2).matmul(v).swap_dims(0, 1).reshape([n, d]);
+            let o = crate::ops::softmax_f32(scores, 2)
+                .matmul(v)
+                .swap_dims(0, 1)
+                .reshape([n, d]);
             x = x + a.out_proj.forward(o);
             let h = layer.layer_norm2.forward(x.clone());
             x = x.clone() + layer.mlp.fc2.forward(gelu_tanh(layer.mlp.fc1.forward(h)));

@@ -291,3 +291,22 @@ async fn the_generator_plug_in_serves_requests() {
         .unwrap_err();
     assert!(bad.to_string().contains("bagel-tiny"), "{bad}");
 }
+
+#[test]
+fn recomputed_position_tables_equal_the_stored_ones() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let w = GoldenFile::open(&golden.join("bagel_tiny_m.weights.safetensors")).unwrap();
+    for (key, side) in [
+        ("latent_pos_embed.pos_embed", 16),
+        ("vit_pos_embed.pos_embed", 8),
+    ] {
+        let stored = w.f32_data(key).unwrap().to_vec::<f32>().unwrap();
+        let ours = echo4o_model::bagel::sincos_2d_table(side, 64);
+        let max = stored
+            .iter()
+            .zip(&ours)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max < 1e-6, "{key}: {max}");
+    }
+}
