@@ -1,18 +1,28 @@
 //! # echo4o-data
 //!
-//! Echo-4o-style training data without Python: readers for the Echo-4o-Image snapshot and Bagel's
-//! parquet formats (each a [`echo4o_core::DataSource`]), Bagel's image transforms, loaders,
-//! writers, the procedural shapes world and the synthesis pipeline. It depends on no compute
-//! backend.
+//! Echo-4o-style training data without Python: readers for the Echo-4o-Image snapshot
+//! ([`echo4o_image`]) and a plain JSONL + folder format ([`folder`]), each a
+//! [`echo4o_core::DataSource`]; Bagel's transforms ([`transforms`]); writers. It depends on no
+//! compute backend.
 //!
-//! This crate is being built up issue by issue; today it re-exports the core data vocabulary.
+//! ```no_run
+//! use echo4o_data::{DataSource, echo4o_image::{Echo4oImage, Filter}};
 //!
-//! ```
-//! use echo4o_data::{DataSource, InMemorySource};
-//!
-//! let empty = InMemorySource::new("empty", Vec::new());
-//! assert_eq!(empty.samples().count(), 0);
+//! let data = Echo4oImage::open("Echo-4o-Image".as_ref())?
+//!     .with_filter(Filter { categories: vec!["hard".into()], ..Default::default() });
+//! for sample in data.samples().take(3) {
+//!     let s = sample?;
+//!     println!("{}: {}", s.id, s.instruction);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
 
+pub mod echo4o_image;
+mod error;
+pub mod folder;
+pub mod jsonl;
+pub mod transforms;
+
 pub use echo4o_core::{DataSource, InMemorySource, Sample, SampleImage};
+pub use error::{Error, Result};

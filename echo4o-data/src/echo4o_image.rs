@@ -1,0 +1,341 @@
+//! The Echo-4o-Image snapshot (Hugging Face `Yejy53/Echo-4o-Image`) as a [`DataSource`]:
+//! subsets with a JSONL index and `images/*.tar.gz` shards, streamed shard by shard in bounded
+//! memory, never extracted unless asked ([`Echo4oImage::unpack`]).
+//!
+//! ```text
+//! Echo-4o-Image/
+//! ├── Instruction-Following-Image/{Instruction-Following-Image.jsonl, images/0-5000.tar.gz, ...}
+//! └── Surrel-Fantasy-Image/{conflict.jsonl, images/0-5000.tar.gz, ...}     ("Surrel", sic)
+//! ```
+//!
+//! Records are `{"task_type", "instruction", "output_image", "type"}`; `output_image` is a logical
+//! path whose file name is the member inside a shard (`00000.jpg`, also found as
+//! `images/00000.jpg` or `./00000.jpg`). `type` (easy/medium/hard, T1..) is the category.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use echo4o_core::{DataSource, Sample, SampleImage};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::jsonl::read_records;
+use crate::{Error, Result};
+
+/// The released subsets and their index files.
+pub const SUBSETS: [(&str, &str); 2] = [
+    (
+        "Instruction-Following-Image",
+        "Instruction-Following-Image.jsonl",
+    ),
+    ("Surrel-Fantasy-Image", "conflict.jsonl"),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+struct Record {
+    #[serde(default)]
+    task_type: Option<String>,
+    instruction: String,
+    output_image: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(flatten)]
+    other: Map<String, Value>,
+}
+
+/// The file name a member or an `output_image` refers to (`./x/00001.jpg` -> `00001.jpg`).
+pub fn member_key(name: &str) -> &str {
+    name.rsplit(['/', '\\']).next().unwrap_or(name)
+}
+
+/// Which samples to yield. Empty lists mean "all".
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Subset names.
+    pub subsets: Vec<String>,
+    /// Categories (`type`).
+    pub categories: Vec<String>,
+    /// Task types (`task_type`, e.g. `t2i`).
+    pub task_types: Vec<String>,
+}
+
+impl Filter {
+    fn keeps(&self, subset: &str, r: &Record) -> bool {
+        let ok = |list: &[String], v: Option<&str>| {
+            list.is_empty() || v.is_some_and(|v| list.iter().any(|x| x == v))
+        };
+        ok(&self.subsets, Some(subset))
+            && ok(&self.categories, r.kind.as_deref())
+            && ok(&self.task_types, r.task_type.as_deref())
+    }
+}
+
+#[derive(Debug)]
+struct Subset {
+    name: String,
+    jsonl: PathBuf,
+    shards: Vec<PathBuf>,
+    /// member key -> (line, record)
+    records: HashMap<String, (usize, Record)>,
+    bad_lines: Vec<(usize, String)>,
+}
+
+/// An Echo-4o-Image snapshot folder.
+#[derive(Debug, Clone)]
+pub struct Echo4oImage {
+    root: PathBuf,
+    subsets: Arc<Vec<Subset>>,
+    filter: Filter,
+}
+
+/// Shards in order of their first index (`0-5000`, `5000-10000`, ...), then by name.
+fn sorted_shards(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut shards: Vec<(u64, PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = e.map_err(|e| Error::io(dir, e))?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Some(stem) = name
+            .strip_suffix(".tar.gz")
+            .or_else(|| name.strip_suffix(".tgz"))
+        {
+            let start = stem
+                .split('-')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(u64::MAX);
+            shards.push((start, p));
+        }
+    }
+    shards.sort();
+    Ok(shards.into_iter().map(|(_, p)| p).collect())
+}
+
+impl Echo4oImage {
+    /// Opens a snapshot folder, detecting the subsets present (an error if there is none) and
+    /// reading their indexes.
+    pub fn open(root: &Path) -> Result<Self> {
+        let mut subsets = Vec::new();
+        for (name, index) in SUBSETS {
+            let jsonl = root.join(name).join(index);
+            if !jsonl.is_file() {
+                continue;
+            }
+            let images = root.join(name).join("images");
+            let shards = if images.is_dir() {
+                sorted_shards(&images)?
+            } else {
+                Vec::new()
+            };
+            let mut records = HashMap::new();
+            let mut bad_lines = Vec::new();
+            for (line, r) in read_records::<Record>(&jsonl)? {
+                match r {
+                    Ok(rec) => {
+                        records.insert(member_key(&rec.output_image).to_string(), (line, rec));
+                    }
+                    Err(Error::Line { message, .. }) => bad_lines.push((line, message)),
+                    Err(other) => bad_lines.push((line, other.to_string())),
+                }
+            }
+            subsets.push(Subset {
+                name: name.to_string(),
+                jsonl,
+                shards,
+                records,
+                bad_lines,
+            });
+        }
+        if subsets.is_empty() {
+            return Err(Error::Layout {
+                path: root.to_path_buf(),
+                message: format!(
+                    "no Echo-4o-Image subset found (expected {})",
+                    SUBSETS
+                        .iter()
+                        .map(|(s, j)| format!("{s}/{j}"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            });
+        }
+        Ok(Echo4oImage {
+            root: root.to_path_buf(),
+            subsets: Arc::new(subsets),
+            filter: Filter::default(),
+        })
+    }
+
+    /// Keeps only what `filter` selects. By default everything.
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// The subsets present and their record counts.
+    pub fn subsets(&self) -> Vec<(String, usize)> {
+        self.subsets
+            .iter()
+            .map(|s| (s.name.clone(), s.records.len() + s.bad_lines.len()))
+            .collect()
+    }
+
+    /// Extracts every selected image to `dest/<subset>/images/<name>` and copies the indexes,
+    /// for random access. Returns the number of images written.
+    pub fn unpack(&self, dest: &Path) -> Result<usize> {
+        let mut n = 0;
+        for s in self.subsets.iter() {
+            if !self.filter.subsets.is_empty() && !self.filter.subsets.contains(&s.name) {
+                continue;
+            }
+            let out = dest.join(&s.name);
+            std::fs::create_dir_all(out.join("images")).map_err(|e| Error::io(&out, e))?;
+            let file_name = s.jsonl.file_name().unwrap_or_default();
+            std::fs::copy(&s.jsonl, out.join(file_name)).map_err(|e| Error::io(&s.jsonl, e))?;
+            for shard in &s.shards {
+                for_each_member(shard, &mut |key, bytes| {
+                    echo4o_core::fs::write_atomic(&out.join("images").join(key), &bytes)?;
+                    n += 1;
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Calls `f(member key, bytes)` for every file in a tar.gz shard; a truncated or corrupt shard is
+/// an [`Error::Shard`] naming it.
+fn for_each_member(shard: &Path, f: &mut dyn FnMut(&str, Vec<u8>) -> Result<()>) -> Result<()> {
+    let bad = |e: std::io::Error| Error::Shard {
+        path: shard.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file = std::fs::File::open(shard).map_err(|e| Error::io(shard, e))?;
+    let mut archive =
+        tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut bytes).map_err(bad)?;
+        f(member_key(&name), bytes)?;
+    }
+    Ok(())
+}
+
+/// How many samples may wait between the shard reader and the consumer.
+const PREFETCH: usize = 16;
+
+fn produce(subsets: &[Subset], filter: &Filter, tx: &std::sync::mpsc::SyncSender<Result<Sample>>) {
+    for s in subsets {
+        if !filter.subsets.is_empty() && !filter.subsets.contains(&s.name) {
+            continue;
+        }
+        for (line, message) in &s.bad_lines {
+            let e = Error::Line {
+                path: s.jsonl.clone(),
+                line: *line,
+                message: message.clone(),
+            };
+            if tx.send(Err(e)).is_err() {
+                return;
+            }
+        }
+        let mut found = std::collections::HashSet::new();
+        for shard in &s.shards {
+            let result = for_each_member(shard, &mut |key, bytes| {
+                let Some((_, r)) = s.records.get(key) else {
+                    return Ok(());
+                };
+                found.insert(key.to_string());
+                if !filter.keeps(&s.name, r) {
+                    return Ok(());
+                }
+                let stem = key.rsplit_once('.').map_or(key, |(a, _)| a);
+                let mut sample = Sample::new(
+                    format!("{}/{stem}", s.name),
+                    r.instruction.clone(),
+                    SampleImage::encoded(bytes, format!("{}:{key}", shard.display())),
+                )
+                .with_subset(s.name.clone());
+                sample.category = r.kind.clone();
+                sample.metadata = r.other.clone();
+                if let Some(t) = &r.task_type {
+                    sample
+                        .metadata
+                        .insert("task_type".into(), Value::String(t.clone()));
+                }
+                sample
+                    .metadata
+                    .insert("output_image".into(), Value::String(r.output_image.clone()));
+                // A closed receiver means the consumer stopped: end quietly.
+                tx.send(Ok(sample)).map_err(|_| Error::Layout {
+                    path: shard.clone(),
+                    message: "consumer gone".into(),
+                })
+            });
+            if let Err(e) = result
+                && (matches!(e, Error::Layout { .. }) || tx.send(Err(e)).is_err())
+            {
+                return;
+            }
+        }
+        let mut missing: Vec<(&usize, &Record)> = s
+            .records
+            .iter()
+            .filter(|(k, (_, r))| !found.contains(*k) && filter.keeps(&s.name, r))
+            .map(|(_, (line, r))| (line, r))
+            .collect();
+        missing.sort_by_key(|(line, _)| **line);
+        for (line, r) in missing {
+            let e = Error::MissingMember {
+                path: s.jsonl.clone(),
+                line: *line,
+                image: r.output_image.clone(),
+                shards: s
+                    .jsonl
+                    .parent()
+                    .map(|p| p.join("images"))
+                    .unwrap_or_default(),
+            };
+            if tx.send(Err(e)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+struct Stream(Receiver<Result<Sample>>);
+
+impl Iterator for Stream {
+    type Item = echo4o_core::Result<Sample>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.recv().ok().map(|r| r.map_err(Into::into))
+    }
+}
+
+impl DataSource for Echo4oImage {
+    fn name(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn len_hint(&self) -> Option<usize> {
+        Some(self.subsets.iter().map(|s| s.records.len()).sum())
+    }
+
+    /// Samples in shard order; bad index lines first, records whose image is in no shard last,
+    /// each as an `Err` naming file and line.
+    fn samples(&self) -> Box<dyn Iterator<Item = echo4o_core::Result<Sample>> + Send + '_> {
+        let (tx, rx) = sync_channel(PREFETCH);
+        let subsets = self.subsets.clone();
+        let filter = self.filter.clone();
+        std::thread::spawn(move || produce(&subsets, &filter, &tx));
+        Box::new(Stream(rx))
+    }
+}
