@@ -91,6 +91,133 @@ pub struct Echo4oImage {
     filter: Filter,
 }
 
+/// The subsets of a snapshot: the released ones under their official index names, then any
+/// other subfolder holding one `*.jsonl` and an `images/` folder (what [`write_echo4o`] makes).
+fn subset_indexes(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut found: Vec<(String, PathBuf)> = SUBSETS
+        .iter()
+        .map(|(name, index)| (name.to_string(), root.join(name).join(index)))
+        .filter(|(_, p)| p.is_file())
+        .collect();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(found);
+    };
+    let mut others = Vec::new();
+    for e in entries.flatten() {
+        let dir = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !dir.is_dir() || SUBSETS.iter().any(|(s, _)| *s == name) || !dir.join("images").is_dir()
+        {
+            continue;
+        }
+        let jsonls: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(&dir, e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        if let [one] = jsonls.as_slice() {
+            others.push((name, one.clone()));
+        }
+    }
+    others.sort();
+    found.extend(others);
+    Ok(found)
+}
+
+/// Images per shard in the released layout.
+pub const SHARD_SIZE: usize = 5000;
+
+/// Writes samples as an Echo-4o-Image subset: `out/<subset>/<index>.jsonl` (the official index
+/// name for the released subsets, `<subset>.jsonl` otherwise) and `out/<subset>/images/` shards
+/// `0-5000.tar.gz`, ... of `shard_size` JPEG members `NNNNN.jpg` (JPEG bytes kept as they are,
+/// other images re-encoded). Returns the number of samples written.
+pub fn write_echo4o(
+    out: &Path,
+    subset: &str,
+    samples: impl IntoIterator<Item = echo4o_core::Result<Sample>>,
+    shard_size: usize,
+) -> Result<usize> {
+    let shard_size = shard_size.max(1);
+    let dir = out.join(subset);
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).map_err(|e| Error::io(&images, e))?;
+    let index = SUBSETS
+        .iter()
+        .find(|(s, _)| *s == subset)
+        .map(|(_, j)| j.to_string())
+        .unwrap_or_else(|| format!("{subset}.jsonl"));
+    let mut lines = String::new();
+    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut n = 0;
+    let flush = |start: usize, members: &mut Vec<(String, Vec<u8>)>| -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let path = images.join(format!("{start}-{}.tar.gz", start + shard_size));
+        let tmp = images.join(format!(".{start}.tar.gz.tmp"));
+        let write = || -> std::io::Result<()> {
+            let gz = flate2::write::GzEncoder::new(
+                std::fs::File::create(&tmp)?,
+                flate2::Compression::default(),
+            );
+            let mut tar = tar::Builder::new(gz);
+            for (name, bytes) in members.iter() {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(bytes.len() as u64);
+                header.set_mode(0o644);
+                header.set_cksum();
+                tar.append_data(&mut header, name, bytes.as_slice())?;
+            }
+            tar.into_inner()?.finish()?.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| Error::io(&path, e))?;
+        members.clear();
+        Ok(())
+    };
+    for sample in samples {
+        let s = sample?;
+        let bytes = match s.target.encoded_bytes() {
+            Some(b)
+                if matches!(
+                    echo4o_core::image::guess_format(b),
+                    Ok(echo4o_core::image::ImageFormat::Jpeg)
+                ) =>
+            {
+                b.to_vec()
+            }
+            _ => echo4o_core::encode_jpeg(&s.target.to_rgb()?, echo4o_core::SAVE_JPEG_QUALITY)?,
+        };
+        let name = format!("{n:05}.jpg");
+        let mut record = Map::new();
+        let task = s
+            .metadata
+            .get("task_type")
+            .cloned()
+            .unwrap_or(Value::String("t2i".into()));
+        record.insert("task_type".into(), task);
+        record.insert("instruction".into(), Value::String(s.instruction.clone()));
+        record.insert(
+            "output_image".into(),
+            Value::String(format!("/Echo-4o-Image/{subset}/images/{name}")),
+        );
+        if let Some(c) = &s.category {
+            record.insert("type".into(), Value::String(c.clone()));
+        }
+        lines.push_str(&Value::Object(record).to_string());
+        lines.push('\n');
+        members.push((name, bytes));
+        n += 1;
+        if members.len() == shard_size {
+            flush(n - shard_size, &mut members)?;
+        }
+    }
+    flush(n - members.len(), &mut members)?;
+    echo4o_core::fs::write_atomic(&dir.join(index), lines.as_bytes())?;
+    Ok(n)
+}
+
 /// Shards in order of their first index (`0-5000`, `5000-10000`, ...), then by name.
 fn sorted_shards(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut shards: Vec<(u64, PathBuf)> = Vec::new();
@@ -118,12 +245,8 @@ impl Echo4oImage {
     /// reading their indexes.
     pub fn open(root: &Path) -> Result<Self> {
         let mut subsets = Vec::new();
-        for (name, index) in SUBSETS {
-            let jsonl = root.join(name).join(index);
-            if !jsonl.is_file() {
-                continue;
-            }
-            let images = root.join(name).join("images");
+        for (name, jsonl) in subset_indexes(root)? {
+            let images = root.join(&name).join("images");
             let shards = if images.is_dir() {
                 sorted_shards(&images)?
             } else {

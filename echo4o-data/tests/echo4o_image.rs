@@ -250,3 +250,52 @@ proptest::proptest! {
         proptest::prop_assert!(n >= 6);
     }
 }
+
+#[test]
+fn written_snapshots_read_back_equal() {
+    use echo4o_data::echo4o_image::write_echo4o;
+    let dir = tempfile::tempdir().unwrap();
+    snapshot(dir.path());
+    let original = ok_samples(&Echo4oImage::open(dir.path()).unwrap().with_filter(Filter {
+        subsets: vec!["Instruction-Following-Image".into()],
+        ..Default::default()
+    }));
+    let out = tempfile::tempdir().unwrap();
+    let n = write_echo4o(
+        out.path(),
+        "Instruction-Following-Image",
+        original.iter().cloned().map(Ok),
+        4,
+    )
+    .unwrap();
+    assert_eq!(n, 6);
+    assert!(
+        out.path()
+            .join("Instruction-Following-Image/images/0-4.tar.gz")
+            .is_file()
+    );
+    assert!(
+        out.path()
+            .join("Instruction-Following-Image/images/4-8.tar.gz")
+            .is_file()
+    );
+    let back = ok_samples(&Echo4oImage::open(out.path()).unwrap());
+    assert_eq!(back.len(), 6);
+    for (a, b) in original.iter().zip(&back) {
+        assert_eq!(
+            (&a.id, &a.instruction, &a.category),
+            (&b.id, &b.instruction, &b.category)
+        );
+        assert_eq!(a.target.encoded_bytes(), b.target.encoded_bytes());
+    }
+    // A custom subset name is detected too.
+    write_echo4o(
+        out.path(),
+        "My-Subset",
+        original.iter().cloned().map(Ok),
+        5000,
+    )
+    .unwrap();
+    let subsets = Echo4oImage::open(out.path()).unwrap().subsets();
+    assert_eq!(subsets[1], ("My-Subset".to_string(), 6));
+}
