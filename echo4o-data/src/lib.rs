@@ -22,6 +22,7 @@ pub mod echo4o_image;
 mod error;
 pub mod folder;
 pub mod jsonl;
+pub mod loader;
 pub mod transforms;
 
 pub use echo4o_core::{DataSource, InMemorySource, Sample, SampleImage};
