@@ -18,12 +18,16 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod contact_sheet;
 pub mod echo4o_image;
 mod error;
 pub mod folder;
 pub mod jsonl;
 pub mod loader;
+mod open;
+pub mod parquet;
 pub mod transforms;
 
 pub use echo4o_core::{DataSource, InMemorySource, Sample, SampleImage};
 pub use error::{Error, Result};
+pub use open::{Kind, detect, open_source};

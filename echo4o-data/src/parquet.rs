@@ -1,0 +1,415 @@
+//! Bagel's parquet formats, read row group by row group and written with the same schemas.
+//!
+//! - Text-to-image (`data/t2i_dataset.py`): column `image` (encoded bytes) and `captions` (a JSON
+//!   string of a dict; one value is drawn per sample, here by a seeded draw, or every value as
+//!   its own sample).
+//! - Multi-reference (Echo-4o `data/interleave_datasets/multiref_dataset.py`): `image_list`
+//!   (list of encoded images: all but the last are references, the last is the target) and
+//!   `instruction_list` (list of strings; the first is the instruction).
+//!
+//! Training configs point at these files through a `parquet_info` JSON mapping each path to
+//! `{"num_row_groups": N}`; [`write_parquet_info`] writes one.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use arrow_array::builder::{BinaryBuilder, ListBuilder, StringBuilder};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, LargeBinaryArray, LargeStringArray, ListArray, RecordBatch,
+    StringArray,
+};
+use echo4o_core::{DataSource, Sample, SampleImage};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value};
+
+use crate::{Error, Result};
+
+/// Which Bagel parquet format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `image` + `captions`.
+    T2i,
+    /// `image_list` + `instruction_list`.
+    MultiRef,
+}
+
+/// How a T2I row's caption is chosen from its `captions` dict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Captions {
+    /// One value per row, drawn with this seed (deterministic per file and row).
+    Seeded(u64),
+    /// Every value, one sample each (`id` gets the key).
+    All,
+}
+
+/// Bagel parquet files as a [`DataSource`].
+#[derive(Debug, Clone)]
+pub struct BagelParquet {
+    files: Vec<PathBuf>,
+    format: Format,
+    captions: Captions,
+}
+
+fn schema_error(path: &Path, message: String) -> Error {
+    Error::Layout {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+fn binary_at(col: &dyn Array, i: usize) -> Option<Vec<u8>> {
+    if col.is_null(i) {
+        return None;
+    }
+    if let Some(a) = col.as_any().downcast_ref::<BinaryArray>() {
+        return Some(a.value(i).to_vec());
+    }
+    col.as_any()
+        .downcast_ref::<LargeBinaryArray>()
+        .map(|a| a.value(i).to_vec())
+}
+
+fn string_at(col: &dyn Array, i: usize) -> Option<String> {
+    if col.is_null(i) {
+        return None;
+    }
+    if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
+        return Some(a.value(i).to_string());
+    }
+    col.as_any()
+        .downcast_ref::<LargeStringArray>()
+        .map(|a| a.value(i).to_string())
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| {
+        let have: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        schema_error(
+            path,
+            format!("no column `{name}` (columns: {})", have.join(", ")),
+        )
+    })
+}
+
+impl BagelParquet {
+    /// T2I files.
+    pub fn t2i(files: Vec<PathBuf>, captions: Captions) -> Self {
+        BagelParquet {
+            files,
+            format: Format::T2i,
+            captions,
+        }
+    }
+
+    /// Multi-reference files.
+    pub fn multi_ref(files: Vec<PathBuf>) -> Self {
+        BagelParquet {
+            files,
+            format: Format::MultiRef,
+            captions: Captions::All,
+        }
+    }
+
+    /// Rows of `batch` (rows `first..` of file `path`) as samples, in order.
+    fn rows(&self, path: &Path, batch: &RecordBatch, first: usize) -> Vec<Result<Sample>> {
+        let origin = |row: usize| format!("{}:row {row}", path.display());
+        let bad = |row: usize, message: &str| Error::Layout {
+            path: path.to_path_buf(),
+            message: format!("row {row}: {message}"),
+        };
+        let mut out = Vec::new();
+        match self.format {
+            Format::T2i => {
+                let (images, captions) = match (
+                    column(batch, "image", path),
+                    column(batch, "captions", path),
+                ) {
+                    (Ok(i), Ok(c)) => (i, c),
+                    (Err(e), _) | (_, Err(e)) => return vec![Err(e)],
+                };
+                for i in 0..batch.num_rows() {
+                    let row = first + i;
+                    let (Some(bytes), Some(text)) = (
+                        binary_at(images.as_ref(), i),
+                        string_at(captions.as_ref(), i),
+                    ) else {
+                        out.push(Err(bad(
+                            row,
+                            "`image` is not binary or `captions` is not a string (or null)",
+                        )));
+                        continue;
+                    };
+                    let dict: Map<String, Value> = match serde_json::from_str(&text) {
+                        Ok(Value::Object(m)) if !m.is_empty() => m,
+                        _ => {
+                            out.push(Err(bad(row, "`captions` is not a JSON object of captions")));
+                            continue;
+                        }
+                    };
+                    let image = SampleImage::encoded(bytes, origin(row));
+                    let mut emit = |key: &str, caption: &Value, id: String| {
+                        let mut s = Sample::new(
+                            id,
+                            caption
+                                .as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| caption.to_string()),
+                            image.clone(),
+                        );
+                        s.metadata
+                            .insert("caption_key".into(), Value::String(key.to_string()));
+                        out.push(Ok(s));
+                    };
+                    match self.captions {
+                        Captions::All => {
+                            for (k, v) in &dict {
+                                emit(k, v, format!("{}:{row}:{k}", path.display()));
+                            }
+                        }
+                        Captions::Seeded(seed) => {
+                            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+                                seed ^ (row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                            );
+                            let k = rng.random_range(0..dict.len());
+                            if let Some((key, v)) = dict.iter().nth(k) {
+                                emit(key, v, format!("{}:{row}", path.display()));
+                            }
+                        }
+                    }
+                }
+            }
+            Format::MultiRef => {
+                let (images, texts) = match (
+                    column(batch, "image_list", path),
+                    column(batch, "instruction_list", path),
+                ) {
+                    (Ok(i), Ok(t)) => (i, t),
+                    (Err(e), _) | (_, Err(e)) => return vec![Err(e)],
+                };
+                let (Some(images), Some(texts)) = (
+                    images.as_any().downcast_ref::<ListArray>(),
+                    texts.as_any().downcast_ref::<ListArray>(),
+                ) else {
+                    return vec![Err(schema_error(
+                        path,
+                        "`image_list` and `instruction_list` must be lists".into(),
+                    ))];
+                };
+                for i in 0..batch.num_rows() {
+                    let row = first + i;
+                    let imgs = images.value(i);
+                    let list: Option<Vec<Vec<u8>>> = (0..imgs.len())
+                        .map(|k| binary_at(imgs.as_ref(), k))
+                        .collect();
+                    let instruction = string_at(texts.value(i).as_ref(), 0);
+                    let (Some(mut list), Some(instruction)) = (list, instruction) else {
+                        out.push(Err(bad(row, "`image_list` must hold binary images and `instruction_list` at least one string")));
+                        continue;
+                    };
+                    let Some(target) = list.pop() else {
+                        out.push(Err(bad(row, "`image_list` is empty")));
+                        continue;
+                    };
+                    let refs = list
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, b)| {
+                            SampleImage::encoded(
+                                b,
+                                format!("{}:row {row}:image {k}", path.display()),
+                            )
+                        })
+                        .collect();
+                    out.push(Ok(Sample::new(
+                        format!("{}:{row}", path.display()),
+                        instruction,
+                        SampleImage::encoded(target, origin(row)),
+                    )
+                    .with_references(refs)));
+                }
+            }
+        }
+        out
+    }
+
+    fn produce(&self, tx: &std::sync::mpsc::SyncSender<Result<Sample>>) {
+        for path in &self.files {
+            let reader = File::open(path)
+                .map_err(|e| Error::io(path, e))
+                .and_then(|f| {
+                    ParquetRecordBatchReaderBuilder::try_new(f)
+                        .map_err(|e| schema_error(path, format!("not a parquet file: {e}")))
+                })
+                .and_then(|b| {
+                    b.with_batch_size(64)
+                        .build()
+                        .map_err(|e| schema_error(path, e.to_string()))
+                });
+            let reader = match reader {
+                Ok(r) => r,
+                Err(e) => {
+                    if tx.send(Err(e)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut first = 0;
+            for batch in reader {
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(schema_error(
+                            path,
+                            format!("reading rows from {first}: {e}"),
+                        )));
+                        break;
+                    }
+                };
+                let n = batch.num_rows();
+                for s in self.rows(path, &batch, first) {
+                    let schema_broken = matches!(&s, Err(Error::Layout { message, .. }) if message.starts_with("no column") || message.contains("must be lists"));
+                    if tx.send(s).is_err() {
+                        return;
+                    }
+                    if schema_broken {
+                        break;
+                    }
+                }
+                first += n;
+            }
+        }
+    }
+}
+
+struct Stream(Receiver<Result<Sample>>);
+
+impl Iterator for Stream {
+    type Item = echo4o_core::Result<Sample>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.recv().ok().map(|r| r.map_err(Into::into))
+    }
+}
+
+impl DataSource for BagelParquet {
+    fn name(&self) -> String {
+        format!("bagel-parquet:{} files", self.files.len())
+    }
+
+    fn samples(&self) -> Box<dyn Iterator<Item = echo4o_core::Result<Sample>> + Send + '_> {
+        let (tx, rx) = sync_channel(64);
+        let me = Arc::new(self.clone());
+        std::thread::spawn(move || me.produce(&tx));
+        Box::new(Stream(rx))
+    }
+}
+
+fn write_batch(path: &Path, batch: RecordBatch, rows_per_group: usize) -> Result<()> {
+    let tmp = path.with_extension("parquet.tmp");
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows_per_group.max(1)))
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let write = || -> std::result::Result<(), String> {
+        let file = File::create(&tmp).map_err(|e| e.to_string())?;
+        let mut w =
+            ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| e.to_string())?;
+        w.write(&batch).map_err(|e| e.to_string())?;
+        w.close().map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    };
+    write().map_err(|m| schema_error(path, format!("cannot write parquet: {m}")))
+}
+
+/// Writes T2I samples as Bagel T2I parquet (`image`, `captions` = `{"caption": instruction}`),
+/// keeping encoded bytes. Returns the number of rows.
+pub fn write_t2i(
+    path: &Path,
+    samples: impl IntoIterator<Item = echo4o_core::Result<Sample>>,
+    rows_per_group: usize,
+) -> Result<usize> {
+    let mut images = BinaryBuilder::new();
+    let mut captions = StringBuilder::new();
+    let mut n = 0;
+    for s in samples {
+        let s = s?;
+        images.append_value(encoded(&s.target)?);
+        let mut dict = Map::new();
+        dict.insert("caption".into(), Value::String(s.instruction.clone()));
+        captions.append_value(Value::Object(dict).to_string());
+        n += 1;
+    }
+    let batch = RecordBatch::try_from_iter([
+        ("image", Arc::new(images.finish()) as ArrayRef),
+        ("captions", Arc::new(captions.finish()) as ArrayRef),
+    ])
+    .map_err(|e| schema_error(path, e.to_string()))?;
+    write_batch(path, batch, rows_per_group)?;
+    Ok(n)
+}
+
+/// Writes multi-reference samples as Bagel multi_ref parquet (`image_list` = references then the
+/// target, `instruction_list` = `[instruction]`). Returns the number of rows.
+pub fn write_multi_ref(
+    path: &Path,
+    samples: impl IntoIterator<Item = echo4o_core::Result<Sample>>,
+    rows_per_group: usize,
+) -> Result<usize> {
+    let mut images = ListBuilder::new(BinaryBuilder::new());
+    let mut texts = ListBuilder::new(StringBuilder::new());
+    let mut n = 0;
+    for s in samples {
+        let s = s?;
+        for r in &s.references {
+            images.values().append_value(encoded(r)?);
+        }
+        images.values().append_value(encoded(&s.target)?);
+        images.append(true);
+        texts.values().append_value(&s.instruction);
+        texts.append(true);
+        n += 1;
+    }
+    let batch = RecordBatch::try_from_iter([
+        ("image_list", Arc::new(images.finish()) as ArrayRef),
+        ("instruction_list", Arc::new(texts.finish()) as ArrayRef),
+    ])
+    .map_err(|e| schema_error(path, e.to_string()))?;
+    write_batch(path, batch, rows_per_group)?;
+    Ok(n)
+}
+
+fn encoded(img: &SampleImage) -> Result<Vec<u8>> {
+    Ok(match img.encoded_bytes() {
+        Some(b) => b.to_vec(),
+        None => echo4o_core::encode_image(&img.to_rgb()?, echo4o_core::image::ImageFormat::Png)?,
+    })
+}
+
+/// Writes the `parquet_info` JSON Bagel's dataset config reads: `{path: {"num_row_groups": N}}`.
+pub fn write_parquet_info(out: &Path, files: &[PathBuf]) -> Result<()> {
+    let mut info = Map::new();
+    for f in files {
+        let file = File::open(f).map_err(|e| Error::io(f, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| schema_error(f, e.to_string()))?;
+        let groups = builder.metadata().num_row_groups();
+        info.insert(
+            f.display().to_string(),
+            serde_json::json!({ "num_row_groups": groups }),
+        );
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(info))
+        .map_err(|e| schema_error(out, e.to_string()))?;
+    echo4o_core::fs::write_atomic(out, text.as_bytes())?;
+    Ok(())
+}
