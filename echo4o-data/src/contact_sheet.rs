@@ -66,8 +66,8 @@ pub fn contact_sheet(samples: &[Sample], columns: u32) -> RgbImage {
             (i as u32 / columns) * cell_h + MARGIN,
         );
         let n_refs = s.references.len() as u32;
-        if n_refs > 0 {
-            let w = (TILE / n_refs).min(ref_h);
+        if let Some(per_ref) = TILE.checked_div(n_refs) {
+            let w = per_ref.min(ref_h);
             for (k, r) in s.references.iter().enumerate() {
                 let thumb = match r.to_rgb() {
                     Ok(img) => imageops::thumbnail(&img, w, w),
