@@ -49,7 +49,7 @@ fn t2i_round_trip_over_several_row_groups() {
     assert_eq!(back[7].instruction, "prompt 7");
     assert_eq!(back[7].target.encoded_bytes().unwrap(), jpeg(7).as_slice());
     let info = dir.path().join("parquet_info.json");
-    write_parquet_info(&info, &[path.clone()]).unwrap();
+    write_parquet_info(&info, std::slice::from_ref(&path)).unwrap();
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(info).unwrap()).unwrap();
     assert_eq!(v[path.display().to_string()]["num_row_groups"], 4);
