@@ -116,13 +116,31 @@ fn subset_indexes(root: &Path) -> Result<Vec<(String, PathBuf)>> {
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
             .collect();
-        if let [one] = jsonls.as_slice() {
+        // Only a subset if its index looks like Echo-4o records and it has shards (a JSONL +
+        // folder dataset also has a .jsonl and an images/ folder).
+        if let [one] = jsonls.as_slice()
+            && first_record_has_output_image(one)
+            && !sorted_shards(&dir.join("images"))?.is_empty()
+        {
             others.push((name, one.clone()));
         }
     }
     others.sort();
     found.extend(others);
     Ok(found)
+}
+
+fn first_record_has_output_image(jsonl: &Path) -> bool {
+    use std::io::BufRead;
+    let Ok(file) = std::fs::File::open(jsonl) else {
+        return false;
+    };
+    std::io::BufReader::new(file)
+        .lines()
+        .map_while(std::result::Result::ok)
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| serde_json::from_str::<Map<String, Value>>(&l).ok())
+        .is_some_and(|m| m.contains_key("output_image"))
 }
 
 /// Images per shard in the released layout.

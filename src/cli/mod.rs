@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch; one module per subcommand.
 
 mod bench;
+mod data;
 mod generate;
 mod info;
 
@@ -25,6 +26,8 @@ pub struct Args {
 enum Command {
     /// Score generated images on GenEval++ or Imagine-Bench with an OpenAI-compatible judge.
     Bench(bench::BenchArgs),
+    /// Inspect, sample, convert and unpack Echo-4o-Image, Bagel parquet and JSONL datasets.
+    Data(data::DataArgs),
     /// Generate an image with a BAGEL / Echo-4o checkpoint (text-to-image or multi-reference).
     Generate(generate::GenerateArgs),
     /// Show the version and which compute backends this build includes.
@@ -52,6 +55,7 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Bench(a) => bench::run(a, args.quiet),
+        Command::Data(a) => data::run(a, args.quiet),
         Command::Generate(a) => generate::run(a, args.quiet),
         Command::Info(a) => info::run(a),
     }
