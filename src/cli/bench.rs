@@ -1,7 +1,7 @@
 //! `echo4o bench`: score a folder of images on GenEval++ or Imagine-Bench with an
 //! OpenAI-compatible judge.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -153,7 +153,7 @@ pub fn run(args: BenchArgs, quiet: bool) -> anyhow::Result<()> {
     }
 }
 
-fn read(path: &PathBuf) -> anyhow::Result<String> {
+fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 

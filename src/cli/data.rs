@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use echo4o::core::Sample;
@@ -127,7 +127,7 @@ fn dimensions(s: &Sample) -> Result<(u32, u32), String> {
     }
 }
 
-fn stats(path: &PathBuf, quiet: bool) -> anyhow::Result<()> {
+fn stats(path: &Path, quiet: bool) -> anyhow::Result<()> {
     let source = open_source(path, 0)?;
     let bar = progress(quiet, source.len_hint(), "reading");
     let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -184,11 +184,11 @@ fn stats(path: &PathBuf, quiet: bool) -> anyhow::Result<()> {
 }
 
 fn sample(
-    path: &PathBuf,
+    path: &Path,
     n: usize,
     columns: u32,
     seed: u64,
-    out: &PathBuf,
+    out: &Path,
     quiet: bool,
 ) -> anyhow::Result<()> {
     use rand::{Rng, SeedableRng};
@@ -219,9 +219,9 @@ fn sample(
 }
 
 fn convert(
-    path: &PathBuf,
+    path: &Path,
     to: Target,
-    out: &PathBuf,
+    out: &Path,
     subset: &str,
     shard_size: usize,
     skip_bad: bool,
