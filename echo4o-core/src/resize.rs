@@ -160,39 +160,56 @@ fn clip8(v: i32) -> u8 {
 /// Pillow's `Image.resize((width, height), BICUBIC)` on an RGB image, bit for bit.
 pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     let (iw, ih) = img.dimensions();
-    let mut cur = img.clone();
-    if width != iw {
+    let (iw_us, ih_us) = (iw as usize, ih as usize);
+    // Horizontal pass: each output pixel is a weighted sum over a run of input pixels in its row.
+    let (cur_w, horizontal): (usize, std::borrow::Cow<'_, [u8]>) = if width != iw {
         let coeffs = coefficients(iw, width);
-        cur = RgbImage::from_fn(width, ih, |x, y| {
-            let (xmin, k) = &coeffs[x as usize];
-            let mut px = [0u8; 3];
-            for (c, out) in px.iter_mut().enumerate() {
-                let mut ss = 1i32 << (PRECISION_BITS - 1);
+        let ow = width as usize;
+        let src = img.as_raw();
+        let mut out = vec![0u8; ow * ih_us * 3];
+        for y in 0..ih_us {
+            let row = &src[y * iw_us * 3..(y + 1) * iw_us * 3];
+            let dst = &mut out[y * ow * 3..(y + 1) * ow * 3];
+            for (x, (xmin, k)) in coeffs.iter().enumerate() {
+                let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
                 for (j, w) in k.iter().enumerate() {
-                    ss += i32::from(img.get_pixel((xmin + j) as u32, y).0[c]) * w;
+                    let p = &row[(xmin + j) * 3..(xmin + j) * 3 + 3];
+                    acc[0] += i32::from(p[0]) * w;
+                    acc[1] += i32::from(p[1]) * w;
+                    acc[2] += i32::from(p[2]) * w;
                 }
-                *out = clip8(ss);
+                dst[x * 3] = clip8(acc[0]);
+                dst[x * 3 + 1] = clip8(acc[1]);
+                dst[x * 3 + 2] = clip8(acc[2]);
             }
-            image::Rgb(px)
-        });
-    }
-    if height != ih {
-        let src = cur;
+        }
+        (ow, std::borrow::Cow::Owned(out))
+    } else {
+        (iw_us, std::borrow::Cow::Borrowed(img.as_raw().as_slice()))
+    };
+    // Vertical pass: each output row is a weighted sum of input rows, accumulated row-wise.
+    let pixels = if height != ih {
         let coeffs = coefficients(ih, height);
-        cur = RgbImage::from_fn(src.width(), height, |x, y| {
-            let (ymin, k) = &coeffs[y as usize];
-            let mut px = [0u8; 3];
-            for (c, out) in px.iter_mut().enumerate() {
-                let mut ss = 1i32 << (PRECISION_BITS - 1);
-                for (j, w) in k.iter().enumerate() {
-                    ss += i32::from(src.get_pixel(x, (ymin + j) as u32).0[c]) * w;
+        let stride = cur_w * 3;
+        let mut out = vec![0u8; stride * height as usize];
+        let mut acc = vec![0i32; stride];
+        for (y, (ymin, k)) in coeffs.iter().enumerate() {
+            acc.fill(1i32 << (PRECISION_BITS - 1));
+            for (j, w) in k.iter().enumerate() {
+                let row = &horizontal[(ymin + j) * stride..(ymin + j + 1) * stride];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += i32::from(v) * w;
                 }
-                *out = clip8(ss);
             }
-            image::Rgb(px)
-        });
-    }
-    cur
+            for (o, &a) in out[y * stride..(y + 1) * stride].iter_mut().zip(&acc) {
+                *o = clip8(a);
+            }
+        }
+        out
+    } else {
+        horizontal.into_owned()
+    };
+    RgbImage::from_raw(cur_w as u32, height, pixels).unwrap_or_else(|| RgbImage::new(width, height))
 }
 
 /// `ToTensor` then `Normalize(0.5, 0.5)`: CHW f32 values `(u8 / 255 - 0.5) / 0.5`, computed in f32
