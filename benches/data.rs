@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput};
 use echo4o::core::image::{Rgb, RgbImage};
 use echo4o::core::resize::ResizeRule;
 use rayon::prelude::*;
@@ -60,5 +60,8 @@ fn decode_resize(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode_resize);
-criterion_main!(benches);
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    decode_resize(&mut c);
+    c.final_summary();
+}
