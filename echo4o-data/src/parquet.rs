@@ -111,6 +111,17 @@ impl BagelParquet {
         }
     }
 
+    /// The files a `parquet_info` JSON lists (`{path: {"num_row_groups": N}}`, the index Bagel's
+    /// dataset config points at), in the JSON's order; relative paths are taken from the JSON's
+    /// folder.
+    pub fn files_from_info(info: &Path) -> Result<Vec<PathBuf>> {
+        let text = std::fs::read_to_string(info).map_err(|e| Error::io(info, e))?;
+        let map: Map<String, Value> = serde_json::from_str(&text)
+            .map_err(|e| schema_error(info, format!("not a parquet_info JSON object: {e}")))?;
+        let base = info.parent().unwrap_or(Path::new("."));
+        Ok(map.keys().map(|k| base.join(k)).collect())
+    }
+
     /// Multi-reference files.
     pub fn multi_ref(files: Vec<PathBuf>) -> Self {
         BagelParquet {
