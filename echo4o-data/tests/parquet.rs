@@ -53,7 +53,10 @@ fn t2i_round_trip_over_several_row_groups() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(info).unwrap()).unwrap();
     assert_eq!(v[path.display().to_string()]["num_row_groups"], 4);
-    assert_eq!(BagelParquet::files_from_info(&dir.path().join("parquet_info.json")).unwrap(), vec![path.clone()]);
+    assert_eq!(
+        BagelParquet::files_from_info(&dir.path().join("parquet_info.json")).unwrap(),
+        vec![path.clone()]
+    );
 }
 
 #[test]
