@@ -31,11 +31,20 @@ struct Args {
     /// Device: cpu, ndarray, cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Save the (random) weights here after the forward, with the official key names.
+    #[arg(long)]
+    save: Option<std::path::PathBuf>,
+    /// Load the weights from this safetensors file instead of keeping the random ones (reports
+    /// the memory the load takes).
+    #[arg(long)]
+    load: Option<std::path::PathBuf>,
 }
 
-fn peak_rss_gib() -> Option<f64> {
+/// A `/proc/self/status` field in GiB (`VmHWM`: peak resident; `RssAnon`: anonymous memory now,
+/// i.e. without the pages of memory-mapped files).
+fn status_gib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0 / 1024.0)
 }
@@ -55,7 +64,26 @@ impl BackendTask for Run {
         let n = side * side;
 
         let t = Instant::now();
-        let model = Bagel::<B>::init(&config, &dev);
+        let mut model = Bagel::<B>::init(&config, &dev);
+        if let Some(path) = &args.load {
+            let t = Instant::now();
+            if let Err(e) = echo4o::model::weights::load_safetensors(
+                &mut model,
+                path,
+                echo4o::model::weights::BAGEL_REMAPS,
+                &["language_model.lm_head.weight"],
+            ) {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+            println!(
+                "  load {}: {:.2} s, anonymous memory after load {:.2} GiB, peak RSS {:.2} GiB",
+                path.display(),
+                t.elapsed().as_secs_f64(),
+                status_gib("RssAnon:").unwrap_or(f64::NAN),
+                status_gib("VmHWM:").unwrap_or(f64::NAN)
+            );
+        }
         let mut ctx = Context::default();
         let ids: Vec<u32> = (0..args.prompt as u32).map(|i| 1000 + i).collect();
         model.add_text(&mut ctx, &ids, &dev);
@@ -92,10 +120,20 @@ impl BackendTask for Run {
             per_layer * 28.0,
             full_work / 1e9
         );
-        if let Some(gib) = peak_rss_gib() {
+        if let Some(gib) = status_gib("VmHWM:") {
             println!("  peak memory (RSS):  {gib:8.2} GiB");
         }
         println!("  velocity shape {:?}", v.shape);
+        if let Some(path) = &args.save {
+            match echo4o::model::weights::save_safetensors(
+                &model,
+                path,
+                echo4o::model::weights::BAGEL_REMAPS,
+            ) {
+                Ok(()) => println!("  saved {}", path.display()),
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
     }
 }
 
