@@ -66,6 +66,18 @@ impl BackendTask for Run {
         let t = Instant::now();
         let mut model = Bagel::<B>::init(&config, &dev);
         if let Some(path) = &args.load {
+            // Sample anonymous memory while loading: its peak is what the load allocates (RSS
+            // also counts the memory-mapped file's pages, which are reclaimable page cache).
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = done.clone();
+            let sampler = std::thread::spawn(move || {
+                let mut peak = 0f64;
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(status_gib("RssAnon:").unwrap_or(0.0));
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                peak
+            });
             let t = Instant::now();
             if let Err(e) = echo4o::model::weights::load_safetensors(
                 &mut model,
@@ -76,10 +88,15 @@ impl BackendTask for Run {
                 eprintln!("error: {e}");
                 std::process::exit(2);
             }
+            let secs = t.elapsed().as_secs_f64();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let peak_anon = sampler.join().unwrap_or(f64::NAN);
+            let file_gib = std::fs::metadata(path)
+                .map(|m| m.len() as f64 / (1u64 << 30) as f64)
+                .unwrap_or(f64::NAN);
             println!(
-                "  load {}: {:.2} s, anonymous memory after load {:.2} GiB, peak RSS {:.2} GiB",
+                "  load {} ({file_gib:.2} GiB): {secs:.2} s; anonymous memory: peak {peak_anon:.2} GiB, after {:.2} GiB; peak RSS incl. mapped file {:.2} GiB",
                 path.display(),
-                t.elapsed().as_secs_f64(),
                 status_gib("RssAnon:").unwrap_or(f64::NAN),
                 status_gib("VmHWM:").unwrap_or(f64::NAN)
             );
