@@ -309,6 +309,11 @@ impl Echo4oImage {
         })
     }
 
+    /// Whether `root` holds at least one subset, without reading the indexes.
+    pub fn is_snapshot(root: &Path) -> bool {
+        subset_indexes(root).is_ok_and(|s| !s.is_empty())
+    }
+
     /// Keeps only what `filter` selects. By default everything.
     pub fn with_filter(mut self, filter: Filter) -> Self {
         self.filter = filter;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use echo4o_core::DataSource;
 
-use crate::echo4o_image::{Echo4oImage, Filter};
+use crate::echo4o_image::Echo4oImage;
 use crate::folder::FolderDataset;
 use crate::parquet::{BagelParquet, Captions};
 use crate::{Error, Result};
@@ -73,7 +73,7 @@ pub fn detect(path: &Path) -> Result<Kind> {
         return parquet_kind(path);
     }
     if path.is_dir() {
-        if Echo4oImage::open(path).is_ok() {
+        if Echo4oImage::is_snapshot(path) {
             return Ok(Kind::Echo4oImage);
         }
         if path.join("data.jsonl").is_file() {
@@ -89,10 +89,12 @@ pub fn detect(path: &Path) -> Result<Kind> {
     })
 }
 
-/// Opens `path` as a [`DataSource`], detecting its format; `seed` draws T2I parquet captions.
-pub fn open_source(path: &Path, seed: u64) -> Result<Box<dyn DataSource>> {
-    Ok(match detect(path)? {
-        Kind::Echo4oImage => Box::new(Echo4oImage::open(path)?.with_filter(Filter::default())),
+/// Opens `path` as a [`DataSource`], detecting its format (returned too); `seed` draws T2I
+/// parquet captions.
+pub fn open_source(path: &Path, seed: u64) -> Result<(Kind, Box<dyn DataSource>)> {
+    let kind = detect(path)?;
+    let source: Box<dyn DataSource> = match kind {
+        Kind::Echo4oImage => Box::new(Echo4oImage::open(path)?),
         Kind::Folder => {
             let manifest = if path.is_dir() {
                 path.join("data.jsonl")
@@ -106,5 +108,6 @@ pub fn open_source(path: &Path, seed: u64) -> Result<Box<dyn DataSource>> {
             Captions::Seeded(seed),
         )),
         Kind::ParquetMultiRef => Box::new(BagelParquet::multi_ref(parquet_files(path)?)),
-    })
+    };
+    Ok((kind, source))
 }

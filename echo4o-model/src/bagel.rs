@@ -377,7 +377,7 @@ impl<B: Backend> Bagel<B> {
         let patch = vit.patch_size();
         let [_, hh, ww] = pixels.dims();
         let (h, w) = (hh / patch, ww / patch);
-        let tokens = vit_patchify(pixels, patch);
+        let tokens = patchify(pixels, patch);
         let pos = grid_position_ids(h, w, self.vit_side);
         let out = connector.forward(vit.forward(tokens, &pos, None));
         let inputs = out.clone() + table.rows(&pos, &out.device());
@@ -390,11 +390,6 @@ impl<B: Backend> Bagel<B> {
     pub fn patch_size(&self) -> usize {
         self.latent_patch
     }
-}
-
-/// Pixels `[C, H, W]` -> ViT patches `[h*w, p*p*C]` in `(p, q, c)` order.
-pub fn vit_patchify<B: Backend>(pixels: Tensor<B, 3>, p: usize) -> Tensor<B, 2> {
-    patchify(pixels, p)
 }
 
 /// A [`crate::sampling::VelocityModel`] over a [`Bagel`] and its three contexts.

@@ -98,8 +98,8 @@ pub fn rope_tables<B: Backend>(
     let mut cos = Vec::with_capacity(positions.len() * head_dim);
     let mut sin = Vec::with_capacity(positions.len() * head_dim);
     for &p in positions {
-        for rep in 0..2 {
-            let _ = rep;
+        // `emb = cat(freqs, freqs)`: the same frequencies twice.
+        for _ in 0..2 {
             for f in &inv_freq {
                 let a = p as f32 * f;
                 cos.push(a.cos());

@@ -128,7 +128,7 @@ fn dimensions(s: &Sample) -> Result<(u32, u32), String> {
 }
 
 fn stats(path: &Path, quiet: bool) -> anyhow::Result<()> {
-    let source = open_source(path, 0)?;
+    let (kind, source) = open_source(path, 0)?;
     let bar = progress(quiet, source.len_hint(), "reading");
     let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut sizes: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -159,7 +159,7 @@ fn stats(path: &Path, quiet: bool) -> anyhow::Result<()> {
         *counts.entry(key).or_default() += 1;
     }
     bar.finish_and_clear();
-    println!("{} ({:?})", path.display(), detect(path)?);
+    println!("{} ({kind:?})", path.display());
     println!(
         "{total} readable samples, {multi} multi-reference, {} unreadable\n",
         bad.len()
@@ -192,7 +192,7 @@ fn sample(
     quiet: bool,
 ) -> anyhow::Result<()> {
     use rand::{Rng, SeedableRng};
-    let source = open_source(path, seed)?;
+    let (_, source) = open_source(path, seed)?;
     let bar = progress(quiet, source.len_hint(), "sampling");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut chosen: Vec<Sample> = Vec::with_capacity(n);
@@ -227,7 +227,7 @@ fn convert(
     skip_bad: bool,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let source = open_source(path, 0)?;
+    let (_, source) = open_source(path, 0)?;
     let bar = progress(quiet, source.len_hint(), "converting");
     let mut skipped = Vec::new();
     let mut any_refs = false;
