@@ -1,9 +1,15 @@
 //! The full-width BAGEL-7B-MoT configuration with random weights: one flow forward at 256x256 on
-//! CPU, timed, with peak memory. Shows that the full-size path is wired end to end.
+//! CPU (or any size on a GPU), timed, with peak memory. Shows that the full-size path is wired end
+//! to end.
 //!
 //! ```sh
 //! cargo run --release --example bagel_full_size -- --layers 2
+//! # all 28 layers in bf16 on a GPU, mean of 5 forwards after a warm-up:
+//! cargo run --release --features cuda --example bagel_full_size -- \
+//!     --device cuda:0 --layers 28 --size 1024 --iters 5
 //! ```
+//!
+//! `scripts/bagel_forward_torch.py` runs the same forward in plain PyTorch for comparison.
 //!
 //! All 28 layers in f32 need ~58 GB (14.6 B parameters), more than a laptop has, so by default
 //! the model keeps the full width (hidden 3584, 28/4 heads, intermediate 18944, vocabulary
@@ -34,6 +40,9 @@ struct Args {
     /// Save the (random) weights here after the forward, with the official key names.
     #[arg(long)]
     save: Option<std::path::PathBuf>,
+    /// Timed forwards after the warm-up (the mean is reported).
+    #[arg(long, default_value_t = 1)]
+    iters: usize,
     /// Load the weights from this safetensors file instead of keeping the random ones (reports
     /// the memory the load takes).
     #[arg(long)]
@@ -113,10 +122,17 @@ impl BackendTask for Run {
         let _ = model
             .velocity(&mut ctx, x.clone(), 0.5, &pos, [151652, 151653], None)
             .into_data();
+        let iters = args.iters.max(1);
         let t = Instant::now();
-        let v = model.velocity(&mut ctx, x, 0.5, &pos, [151652, 151653], None);
-        let v = v.into_data();
-        let fwd_s = t.elapsed().as_secs_f64();
+        let mut v = model
+            .velocity(&mut ctx, x.clone(), 0.5, &pos, [151652, 151653], None)
+            .into_data();
+        for _ in 1..iters {
+            v = model
+                .velocity(&mut ctx, x.clone(), 0.5, &pos, [151652, 151653], None)
+                .into_data();
+        }
+        let fwd_s = t.elapsed().as_secs_f64() / iters as f64;
 
         let work = flops::flow_forward(&config, n, args.prompt);
         let per_layer = fwd_s / args.layers as f64;
@@ -127,13 +143,13 @@ impl BackendTask for Run {
         );
         println!("  build + prefill:    {init_s:8.2} s");
         println!(
-            "  one flow forward:   {fwd_s:8.2} s  ({:.1} GFLOP, {:.1} GFLOP/s)",
+            "  one flow forward:   {fwd_s:8.4} s  (mean of {iters}; {:.1} GFLOP, {:.1} GFLOP/s)",
             work / 1e9,
             work / fwd_s / 1e9
         );
-        println!("  per layer:          {per_layer:8.2} s");
+        println!("  per layer:          {per_layer:8.4} s");
         println!(
-            "  28 layers (est.):   {:8.2} s  ({:.1} GFLOP)",
+            "  28 layers (est.):   {:8.4} s  ({:.1} GFLOP)",
             per_layer * 28.0,
             full_work / 1e9
         );

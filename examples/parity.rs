@@ -3,20 +3,32 @@
 //! ```sh
 //! cargo run --release --example parity -- echo4o-model/tests/golden bagel_tiny_a
 //! cargo run --release --example parity -- DIR CASE --device ndarray
+//! cargo run --release --example parity -- DIR CASE --dtype bf16      # bf16 transformer, tol 5e-2
+//! cargo run --release --features cuda --example parity -- DIR CASE --device cuda:0   # bf16
+//! cargo run --release --features cuda --example parity -- DIR CASE --device cuda-f32:0
 //! ```
 //!
 //! A case is `CASE.config.json`, `CASE.weights.safetensors` (official keys), optionally
 //! `CASE.vae.safetensors`, and `CASE.cases.safetensors` (inputs and official outputs). Prints the
 //! max absolute and relative error of every recomputed output and exits non-zero when any is
-//! beyond the tolerance (atol = rtol = 1e-4; uint8 images within 1).
+//! beyond the tolerance (atol = rtol = 1e-4, or 5e-2 when the transformer computes in bf16;
+//! uint8 images within 1).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use echo4o::model::burn::tensor::DType;
 use echo4o::model::burn::tensor::backend::Backend;
-use echo4o::model::parity::{Comparison, F32_TOLERANCE, run_case};
+use echo4o::model::ops::default_float_dtype;
+use echo4o::model::parity::{BF16_TOLERANCE, Comparison, F32_TOLERANCE, run_case_as};
 use echo4o::model::{BackendTask, DeviceSpec};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Precision {
+    F32,
+    Bf16,
+}
 
 #[derive(Parser)]
 struct Args {
@@ -24,23 +36,49 @@ struct Args {
     dir: PathBuf,
     /// Case name (file prefix), e.g. bagel_tiny_a.
     case: String,
-    /// Device: cpu, ndarray, cuda:N.
+    /// Device: cpu, ndarray, cuda:N (bf16), cuda-f32:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// The transformer's compute dtype (default: the device's, bf16 on cuda:N, else f32).
+    #[arg(long, value_enum)]
+    dtype: Option<Precision>,
+    /// Absolute and relative tolerance (default 1e-4 in f32, 5e-2 in bf16).
+    #[arg(long)]
+    tolerance: Option<f64>,
 }
 
-struct Run(PathBuf, String);
+struct Run(PathBuf, String, Option<Precision>, Option<f64>);
 
 impl BackendTask for Run {
-    type Output = Result<Vec<Comparison>, echo4o::model::Error>;
+    type Output = Result<(DType, (f64, f64), Vec<Comparison>), echo4o::model::Error>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        run_case::<B>(&self.0, &self.1, &device)
+        let dtype = match self.2 {
+            Some(Precision::F32) => DType::F32,
+            Some(Precision::Bf16) => DType::BF16,
+            None => default_float_dtype::<B>(),
+        };
+        let tol = match (self.3, dtype) {
+            (Some(t), _) => (t, t),
+            (None, DType::F32) => F32_TOLERANCE,
+            (None, _) => BF16_TOLERANCE,
+        };
+        Ok((
+            dtype,
+            tol,
+            run_case_as::<B>(&self.0, &self.1, &device, dtype, tol)?,
+        ))
     }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let results = match args.device.run(Run(args.dir.clone(), args.case.clone())) {
+    let task = Run(
+        args.dir.clone(),
+        args.case.clone(),
+        args.dtype,
+        args.tolerance,
+    );
+    let (dtype, tol, results) = match args.device.run(task) {
         Ok(Ok(r)) => r,
         Ok(Err(e)) | Err(e) => {
             eprintln!("error: {e}");
@@ -48,8 +86,8 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "{} on {} (tolerance atol {:e}, rtol {:e})",
-        args.case, args.device, F32_TOLERANCE.0, F32_TOLERANCE.1
+        "{} on {}, transformer in {dtype:?} (tolerance atol {:e}, rtol {:e})",
+        args.case, args.device, tol.0, tol.1
     );
     println!("{:<34} {:>12} {:>12}  ok", "output", "max abs", "max rel");
     for c in &results {

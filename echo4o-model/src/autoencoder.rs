@@ -31,6 +31,19 @@ fn swish<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     x.clone() * sigmoid(x)
 }
 
+/// One zero column on the right and one zero row at the bottom (the FLUX downsample's
+/// asymmetric `pad(0, 1, 0, 1)`), in `x`'s own dtype: burn's `pad` makes its zeros in the
+/// backend's default dtype, which a fused backend refuses to mix with an f32 VAE on a bf16 backend.
+fn pad_right_bottom<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, c, h, w] = x.dims();
+    let (device, dtype) = (x.device(), x.dtype());
+    let x = Tensor::cat(vec![x, Tensor::zeros([b, c, h, 1], (&device, dtype))], 3);
+    Tensor::cat(
+        vec![x, Tensor::zeros([b, c, 1, w + 1], (&device, dtype))],
+        2,
+    )
+}
+
 fn group_norm<B: Backend>(c: usize, device: &B::Device) -> GroupNorm<B> {
     GroupNormConfig::new(32, c).with_epsilon(1e-6).init(device)
 }
@@ -286,6 +299,12 @@ impl<B: Backend> AutoEncoder<B> {
         }
     }
 
+    /// The dtype the autoencoder computes in: its weights' (f32 in the pipeline on every device,
+    /// as the official code never casts the VAE). The codec methods cast to it and back.
+    pub fn dtype(&self) -> burn::tensor::DType {
+        self.decoder.conv_in.weight.val().dtype()
+    }
+
     /// The encoder's raw output `[b, 2 z, h, w]` (`[mean ; logvar]`).
     pub fn moments(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let e = &self.encoder;
@@ -295,7 +314,7 @@ impl<B: Backend> AutoEncoder<B> {
                 h = b.forward(h);
             }
             if let Some(d) = &level.downsample {
-                h = d.conv.forward(h.pad((0, 1, 0, 1), 0.0f32));
+                h = d.conv.forward(pad_right_bottom(h));
             }
         }
         let h = e.mid.forward(h);
@@ -333,19 +352,22 @@ impl<B: Backend> LatentCodec<B> for AutoEncoder<B> {
     }
 
     fn encode(&self, images: Tensor<B, 4>, noise: Option<Tensor<B, 4>>) -> Tensor<B, 4> {
-        let m = self.moments(images);
+        let (dtype, own) = (images.dtype(), self.dtype());
+        let m = self.moments(images.cast(own));
         let mean = m.clone().narrow(1, 0, self.z_channels);
         let z = match noise {
             Some(n) => {
                 let logvar = m.narrow(1, self.z_channels, self.z_channels);
-                mean + (logvar * 0.5).exp() * n
+                mean + (logvar * 0.5).exp() * n.cast(own)
             }
             None => mean,
         };
-        (z - self.shift_factor) * self.scale_factor
+        ((z - self.shift_factor) * self.scale_factor).cast(dtype)
     }
 
     fn decode(&self, latents: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.decoder_forward(latents / self.scale_factor + self.shift_factor)
+        let (dtype, own) = (latents.dtype(), self.dtype());
+        self.decoder_forward(latents.cast(own) / self.scale_factor + self.shift_factor)
+            .cast(dtype)
     }
 }

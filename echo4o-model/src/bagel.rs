@@ -9,7 +9,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use crate::config::BagelConfig;
 use crate::qwen2_mot::{AttentionMode, Expert, KvCache, LanguageModel, Routing, Trace};
@@ -48,7 +48,11 @@ impl<B: Backend> TimestepEmbedder<B> {
             data.extend(freqs.iter().map(|f| (ti * f).cos()));
             data.extend(freqs.iter().map(|f| (ti * f).sin()));
         }
-        let feats = Tensor::from_data(TensorData::new(data, [t.len(), TIMESTEP_FEATURES]), device);
+        let feats = Tensor::<B, 2>::from_data(
+            TensorData::new(data, [t.len(), TIMESTEP_FEATURES]),
+            (device, DType::F32),
+        )
+        .cast(self.mlp[0].weight.val().dtype());
         self.mlp[1].forward(silu(self.mlp[0].forward(feats)))
     }
 }
@@ -273,6 +277,7 @@ impl<B: Backend> Bagel<B> {
     /// Latent tokens as LLM inputs: `vae2llm(x) + temb(t) + latent_pos_embed[pos_ids]`.
     pub fn latent_inputs(&self, x: Tensor<B, 2>, t: f32, pos_ids: &[usize]) -> Tensor<B, 2> {
         let device = x.device();
+        let x = x.cast(self.dtype());
         let n = x.dims()[0];
         let temb = self.time_embedder.forward(&[t], &device);
         self.vae2llm.forward(x)
@@ -282,6 +287,10 @@ impl<B: Backend> Bagel<B> {
 
     /// One flow forward (`_forward_flow` without CFG): the velocity `[N, 64]` of latent tokens
     /// `x` `[N, 64]` at time `t`, attending to `ctx` (left unchanged).
+    ///
+    /// `x` may be in another dtype than the model (the sampler keeps its state in f32 while a
+    /// bf16 model computes, as the official code does under autocast); the velocity comes back in
+    /// `x`'s dtype.
     ///
     /// # Shapes
     /// - `x`: `[N, patch_latent_dim]`, rows in grid order; `pos_ids`: N entries.
@@ -295,10 +304,15 @@ impl<B: Backend> Bagel<B> {
         markers: [u32; 2],
         trace: Option<&mut FlowTrace<B>>,
     ) -> Tensor<B, 2> {
-        let n = x.dims()[0];
+        let (n, dtype) = (x.dims()[0], x.dtype());
         let tokens = self.latent_inputs(x, t, pos_ids);
         let hidden = self.image_block(ctx, tokens, Expert::Gen, markers, false, trace);
-        self.llm2vae.forward(hidden.narrow(0, 1, n))
+        self.llm2vae.forward(hidden.narrow(0, 1, n)).cast(dtype)
+    }
+
+    /// The dtype the transformer computes in: its weights' (see [`crate::ops::cast_params`]).
+    pub fn dtype(&self) -> burn::tensor::DType {
+        self.vae2llm.weight.val().dtype()
     }
 }
 

@@ -24,7 +24,7 @@ pub mod config;
 mod error;
 pub mod flops;
 pub mod generator;
-mod ops;
+pub mod ops;
 pub mod parity;
 pub mod pipeline;
 pub mod qwen2_mot;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use echo4o_core::image;
 use echo4o_core::resize::{ResizeRule, to_chw_pixels};
 use safetensors::{Dtype, SafeTensors};
@@ -22,6 +22,7 @@ use crate::bagel::{
     Bagel, BagelVelocity, Context, Contexts, FlowTrace, grid_position_ids, patchify, unpatchify,
 };
 use crate::config::{AeConfig, BagelConfig};
+use crate::ops::{cast_params, default_float_dtype};
 use crate::sampling::{Renorm, SamplerConfig, denoise, guide};
 use crate::weights::{BAGEL_REMAPS, NORM_REMAPS, load_safetensors};
 
@@ -84,7 +85,8 @@ impl GoldenFile {
         Ok(TensorData::new(values, shape.to_vec()))
     }
 
-    /// An f32 tensor on a device.
+    /// An f32 tensor on a device (f32 whatever the backend's default dtype: model code casts to
+    /// its own).
     pub fn tensor<B: Backend, const D: usize>(
         &self,
         name: &str,
@@ -94,7 +96,7 @@ impl GoldenFile {
         if data.shape.len() != D {
             return Err(self.err(format!("{name}: rank {}, expected {D}", data.shape.len())));
         }
-        Ok(Tensor::from_data(data, device))
+        Ok(Tensor::from_data(data, (device, DType::F32)))
     }
 
     /// An int64 tensor's values.
@@ -228,9 +230,11 @@ impl Checker<'_> {
 /// An RGB image as a `[3, H, W]` tensor in [-1, 1] (Bagel's normalisation).
 pub fn chw_tensor<B: Backend>(img: &image::RgbImage, device: &B::Device) -> Tensor<B, 3> {
     let (w, h) = img.dimensions();
+    // f32 whatever the backend's default: the VAE encodes in f32 (`Bagel::add_vit_image` casts
+    // to the transformer's dtype itself).
     Tensor::from_data(
         TensorData::new(to_chw_pixels(img), [3, h as usize, w as usize]),
-        device,
+        (device, burn::tensor::DType::F32),
     )
 }
 
@@ -252,6 +256,23 @@ pub fn run_case<B: Backend>(
     case: &str,
     device: &B::Device,
 ) -> Result<Vec<Comparison>, Error> {
+    run_case_as::<B>(dir, case, device, default_float_dtype::<B>(), F32_TOLERANCE)
+}
+
+/// Tolerance for bf16 runs (`v_cond` and the other single-pass outputs stay within it; the
+/// multi-step runs drift further).
+pub const BF16_TOLERANCE: (f64, f64) = (5e-2, 5e-2);
+
+/// [`run_case`] with the transformer computing in `dtype` (bf16 on `cuda:N`; any backend with
+/// bf16 support can run it) and another `(atol, rtol)`. The autoencoder always computes in f32,
+/// as in the pipeline.
+pub fn run_case_as<B: Backend>(
+    dir: &Path,
+    case: &str,
+    device: &B::Device,
+    dtype: DType,
+    tol: (f64, f64),
+) -> Result<Vec<Comparison>, Error> {
     let config_path = file(dir, case, "config.json");
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| Error::Core(echo4o_core::Error::io(&config_path, e)))?;
@@ -262,7 +283,7 @@ pub fn run_case<B: Backend>(
     let golden = GoldenFile::open(&file(dir, case, "cases.safetensors"))?;
     let mut checker = Checker {
         golden: &golden,
-        tol: F32_TOLERANCE,
+        tol,
         out: Vec::new(),
     };
     if json.get("params").is_some() {
@@ -278,6 +299,7 @@ pub fn run_case<B: Backend>(
             NORM_REMAPS,
             &[],
         )?;
+        let ae = cast_params(ae, DType::F32);
         vae_case(&ae, &mut checker, device)?;
     } else {
         let config = BagelConfig::from_case_json(&config_path)?;
@@ -288,6 +310,7 @@ pub fn run_case<B: Backend>(
             BAGEL_REMAPS,
             &[],
         )?;
+        let model = cast_params(model, dtype);
         if config.vit.is_some() {
             let mut ae = AutoEncoder::<B>::init(&config.vae, device);
             load_safetensors(
@@ -296,6 +319,7 @@ pub fn run_case<B: Backend>(
                 NORM_REMAPS,
                 &[],
             )?;
+            let ae = cast_params(ae, DType::F32);
             multi_ref_case(&model, &ae, &config, &json, &mut checker, device)?;
         } else {
             t2i_case(&model, &config, &json, &mut checker, device)?;

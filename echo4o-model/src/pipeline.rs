@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use echo4o_core::image::RgbImage;
 use echo4o_core::resize::ResizeRule;
 use rand::SeedableRng;
@@ -17,6 +17,7 @@ use crate::Error;
 use crate::autoencoder::{AutoEncoder, LatentCodec};
 use crate::bagel::{Bagel, BagelVelocity, Context, Contexts, grid_position_ids};
 use crate::config::{AeConfig, BagelConfig};
+use crate::ops::{cast_params, default_float_dtype};
 use crate::parity::{chw_tensor, decode_tokens};
 use crate::sampling::{SamplerConfig, denoise};
 use crate::tokenizer::BagelTokenizer;
@@ -124,13 +125,7 @@ impl<B: Backend> BagelPipeline<B> {
         load_safetensors(&mut model, &dir.join("ema.safetensors"), BAGEL_REMAPS, &[])?;
         let mut vae = AutoEncoder::init(&config.vae, device);
         load_safetensors(&mut vae, &dir.join("ae.safetensors"), NORM_REMAPS, &[])?;
-        Ok(BagelPipeline {
-            model,
-            vae,
-            tokenizer,
-            config,
-            device: device.clone(),
-        })
+        Ok(Self::from_parts(model, vae, tokenizer, config, device))
     }
 
     /// A pipeline over parts already in memory (random weights, a fine-tuned model).
@@ -142,9 +137,12 @@ impl<B: Backend> BagelPipeline<B> {
         device: &B::Device,
     ) -> Self {
         config.tokens = tokenizer.special();
+        // burn-store keeps the file's dtype: bring the transformer to the backend's compute dtype
+        // (bf16 on `cuda:N`, f32 elsewhere) and the autoencoder to f32, as the official code
+        // keeps it.
         BagelPipeline {
-            model,
-            vae,
+            model: cast_params(model, default_float_dtype::<B>()),
+            vae: cast_params(vae, DType::F32),
             tokenizer,
             config,
             device: device.clone(),
@@ -207,7 +205,9 @@ impl<B: Backend> BagelPipeline<B> {
             let [_, _, h, w] = pixels.dims();
             let d = self.vae.downsample();
             let noise = self.normal(rng, vec![1, self.vae.channels(), h / d, w / d]);
-            let z = self.vae.encode(pixels, Some(Tensor::from_data(noise, dev)));
+            let z = self
+                .vae
+                .encode(pixels, Some(Tensor::from_data(noise, (dev, DType::F32))));
             self.model
                 .add_vae_latent(&mut cond, z.squeeze_dim::<3>(0), markers, None);
             if let Some(rule) = self.vit_rule() {
@@ -247,7 +247,12 @@ impl<B: Backend> BagelPipeline<B> {
         let (w, h) = request.size.or(last).unwrap_or((1024, 1024));
         let (lh, lw) = self.config.check_image_size(w, h)?;
         let dim = self.config.patch_latent_dim();
-        let x_init = Tensor::from_data(self.normal(&mut rng, vec![lh * lw, dim]), &self.device);
+        // The sampler's state stays in f32 whatever the transformer computes in (official: the
+        // noise and Euler updates are f32 under bf16 autocast).
+        let x_init = Tensor::from_data(
+            self.normal(&mut rng, vec![lh * lw, dim]),
+            (&self.device, DType::F32),
+        );
         let markers = [
             self.config.tokens.start_of_image,
             self.config.tokens.end_of_image,

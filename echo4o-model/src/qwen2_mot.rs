@@ -9,8 +9,9 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::config::LlmConfig;
 
@@ -109,8 +110,8 @@ pub fn rope_tables<B: Backend>(
     }
     let shape = [positions.len(), head_dim];
     (
-        Tensor::from_data(TensorData::new(cos, shape), device),
-        Tensor::from_data(TensorData::new(sin, shape), device),
+        Tensor::from_data(TensorData::new(cos, shape), (device, DType::F32)),
+        Tensor::from_data(TensorData::new(sin, shape), (device, DType::F32)),
     )
 }
 
@@ -121,8 +122,18 @@ fn apply_rope<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2
     let x1 = x.clone().narrow(2, 0, half);
     let x2 = x.clone().narrow(2, half, half);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 2);
-    let cos = cos.clone().reshape([len, 1, d]).expand([len, heads, d]);
-    let sin = sin.clone().reshape([len, 1, d]).expand([len, heads, d]);
+    // The tables are f32 (HF computes them so, then casts to the activations' dtype).
+    let dtype = x.dtype();
+    let cos = cos
+        .clone()
+        .cast(dtype)
+        .reshape([len, 1, d])
+        .expand([len, heads, d]);
+    let sin = sin
+        .clone()
+        .cast(dtype)
+        .reshape([len, 1, d])
+        .expand([len, heads, d]);
     x * cos + rotated * sin
 }
 
@@ -340,11 +351,15 @@ pub fn attention<B: Backend>(
     };
     let (k, v) = (expand(k), expand(v));
     let q = q.swap_dims(0, 1); // [h, lq, hd]
-    let mut scores = q.matmul(k.swap_dims(1, 2)) * (1.0 / (hd as f64).sqrt());
+    let scores = q.matmul(k.swap_dims(1, 2)) * (1.0 / (hd as f64).sqrt());
+    // Mask and softmax in f32 whatever the activation dtype, as the official kernels accumulate.
+    let dtype = scores.dtype();
+    let mut scores = scores.cast(DType::F32);
     if let Some(m) = mask {
-        scores = scores + m.unsqueeze_dim(0);
+        scores = scores + m.cast(DType::F32).unsqueeze_dim(0);
     }
-    crate::ops::softmax_f32(scores, 2)
+    softmax(scores, 2)
+        .cast(dtype)
         .matmul(v)
         .swap_dims(0, 1)
         .reshape([lq, h * hd])

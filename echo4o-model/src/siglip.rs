@@ -89,6 +89,7 @@ pub struct SiglipVisionModel<B: Backend> {
     /// The transformer.
     pub vision_model: VisionTransformer<B>,
     patch: usize,
+    layer_norm_eps: f64,
 }
 
 /// The ViT -> LLM MLP (`connector`): `fc2(gelu_tanh(fc1(x)))`.
@@ -111,6 +112,7 @@ impl<B: Backend> Connector<B> {
 
     /// `[n, vit_hidden]` -> `[n, hidden]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let x = x.cast(self.fc1.weight.val().dtype());
         self.fc2.forward(gelu_tanh(self.fc1.forward(x)))
     }
 }
@@ -162,6 +164,7 @@ impl<B: Backend> SiglipVisionModel<B> {
                 post_layernorm: ln(),
             },
             patch: c.patch_size,
+            layer_norm_eps: c.layer_norm_eps,
         }
     }
 
@@ -184,6 +187,7 @@ impl<B: Backend> SiglipVisionModel<B> {
     ) -> Tensor<B, 2> {
         let device = patches.device();
         let vm = &self.vision_model;
+        let patches = patches.cast(vm.embeddings.patch_embedding.weight.val().dtype());
         let n = pos_ids.len();
         let ids: Vec<i64> = pos_ids.iter().map(|&i| i as i64).collect();
         let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [n]), &device);
@@ -194,7 +198,7 @@ impl<B: Backend> SiglipVisionModel<B> {
         }
         for layer in &vm.encoder.layers {
             let a = &layer.self_attn;
-            let h = layer.layer_norm1.forward(x.clone());
+            let h = crate::ops::layer_norm_f32(&layer.layer_norm1, x.clone(), self.layer_norm_eps);
             let [n, d] = h.dims();
             let hd = d / a.heads;
             let split = |t: Tensor<B, 2>| t.reshape([n, a.heads, hd]).swap_dims(0, 1);
@@ -207,12 +211,12 @@ impl<B: Backend> SiglipVisionModel<B> {
                 .swap_dims(0, 1)
                 .reshape([n, d]);
             x = x + a.out_proj.forward(o);
-            let h = layer.layer_norm2.forward(x.clone());
+            let h = crate::ops::layer_norm_f32(&layer.layer_norm2, x.clone(), self.layer_norm_eps);
             x = x.clone() + layer.mlp.fc2.forward(gelu_tanh(layer.mlp.fc1.forward(h)));
             if let Some(t) = trace.as_deref_mut() {
                 t.layers.push(x.clone());
             }
         }
-        vm.post_layernorm.forward(x)
+        crate::ops::layer_norm_f32(&vm.post_layernorm, x, self.layer_norm_eps)
     }
 }
