@@ -187,3 +187,47 @@ fn dry_run_sends_nothing() {
     let text = std::fs::read_to_string(dir.path().join("dry/requests.jsonl")).unwrap();
     assert_eq!(text.lines().count(), 6);
 }
+
+/// `echo4o bench geneval` scores a GenEval-layout folder of shapes renders with the shapes
+/// detector: renders of the prompts pass, a render of another prompt fails.
+#[test]
+fn geneval_with_the_shapes_detector_scores_a_folder() {
+    use echo4o::bench::geneval::{shapes_metadata, write_sample_folder};
+    use echo4o::data::shapes::captions::geneval_shapes;
+    use echo4o::data::shapes::layout::place;
+
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    let prompts = geneval_shapes(50, echo4o::bench::geneval::SHAPES_SEED);
+    let metadata = shapes_metadata(false);
+    // The first prompt of each task: its own render, and for the last one a render of another
+    // prompt (a wrong image).
+    let picks: Vec<usize> = (0..6).map(|t| t * 50).collect();
+    for (k, &i) in picks.iter().enumerate() {
+        let source = if k == 5 { picks[0] } else { i };
+        let img = place(&prompts[source].request, 64, 64, 1).unwrap().render();
+        write_sample_folder(&images, k, &metadata[i], &[img]).unwrap();
+    }
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_echo4o"))
+        .args(["bench", "geneval", "--images"])
+        .arg(&images)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("color_attr"), "{stdout}");
+    let lines = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    let correct: Vec<bool> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["correct"] == true)
+        .collect();
+    assert_eq!(correct, [true, true, true, true, true, false], "{lines}");
+    assert!(out.join("summary.json").is_file() && out.join("report.md").is_file());
+}

@@ -26,6 +26,7 @@ pub mod jsonl;
 pub mod loader;
 mod open;
 pub mod parquet;
+pub mod shapes;
 pub mod transforms;
 
 pub use echo4o_core::{DataSource, InMemorySource, Sample, SampleImage};

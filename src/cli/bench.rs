@@ -36,6 +36,26 @@ enum Benchmark {
         #[arg(long, value_enum, default_value_t = Formula::Official)]
         formula: Formula,
     },
+    /// GenEval's rule engine over a folder in GenEval's layout (`NNNNN/metadata.jsonl`,
+    /// `NNNNN/samples/NNNN.png`), with a local detector: no judge, no network.
+    #[command(name = "geneval")]
+    GenEval {
+        /// The image folder, in GenEval's layout.
+        #[arg(long)]
+        images: PathBuf,
+        /// Output folder: results.jsonl (the official script's lines), summary.json, report.md.
+        #[arg(long)]
+        out: PathBuf,
+        /// The perception behind the rules. `shapes`: the shapes world's detector and colour
+        /// classifier (GenEval's own Mask2Former + CLIP are Python models echo4o does not ship).
+        #[arg(long, value_enum, default_value_t = DetectorKind::Shapes)]
+        detector: DetectorKind,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DetectorKind {
+    Shapes,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -150,7 +170,41 @@ pub fn run(args: BenchArgs, quiet: bool) -> anyhow::Result<()> {
             let bench = ImagineBench::with_items(items).with_scoring(scoring);
             runtime.block_on(execute(&bench, &common, imagine::DEFAULT_MODEL, quiet))
         }
+        Benchmark::GenEval {
+            images,
+            out,
+            detector: DetectorKind::Shapes,
+        } => geneval(&images, &out, quiet),
     }
+}
+
+fn geneval(images: &Path, out: &Path, quiet: bool) -> anyhow::Result<()> {
+    use echo4o::bench::geneval::shapes::{ShapesColorClassifier, ShapesDetector};
+    use echo4o::bench::geneval::{EngineConfig, evaluate_folder};
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (results, scores) = evaluate_folder(
+        images,
+        out,
+        &ShapesDetector::default(),
+        &ShapesColorClassifier,
+        &EngineConfig::default(),
+    )?;
+    if !quiet {
+        for (task, n, score) in &scores.tasks {
+            println!("{task:<26} {n:>5} images  {:>6.2}%", score * 100.0);
+        }
+        println!(
+            "{:<26} {:>5} images  {:>6.2}%",
+            "overall (mean of tasks)",
+            results.len(),
+            scores.overall * 100.0
+        );
+        println!(
+            "\nwrote {} (results.jsonl, summary.json, report.md)",
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {

@@ -259,7 +259,46 @@ fn evaluate(
                 }
             }
         }
+        if let (Some(region), true) = (&req.region, matched) {
+            let (w, h) = (image.width() as f64, image.height() as f64);
+            let outside = found.iter().filter(|d| {
+                let (x, y) = d.bbox.center();
+                !match region.as_str() {
+                    "left" => x < w / 2.0,
+                    "right" => x > w / 2.0,
+                    "above" => y < h / 2.0,
+                    "below" => y > h / 2.0,
+                    _ => false,
+                }
+            });
+            let n = outside.count();
+            if n > 0 {
+                correct = false;
+                matched = false;
+                reason.push(format!("expected {class} on the {region}, {n} not"));
+            }
+        }
         matched_groups.push(matched.then_some(found));
+    }
+    // GenEval++ sizes: every `larger` object's box exceeds every `smaller` object's.
+    let area = |d: &&Detection| (d.bbox.x2 - d.bbox.x1) * (d.bbox.y2 - d.bbox.y1);
+    let areas = |word: &str| -> Vec<f64> {
+        metadata
+            .include
+            .iter()
+            .zip(&matched_groups)
+            .filter(|(r, _)| r.size.as_deref() == Some(word))
+            .flat_map(|(_, g)| g.iter().flatten().map(area))
+            .collect()
+    };
+    let (larger, smaller) = (areas("larger"), areas("smaller"));
+    let min_larger = larger.iter().copied().fold(f64::INFINITY, f64::min);
+    let max_smaller = smaller.iter().copied().fold(0.0, f64::max);
+    if !larger.is_empty() && !smaller.is_empty() && min_larger <= max_smaller {
+        correct = false;
+        reason.push(format!(
+            "expected larger objects (min box area {min_larger}) than smaller ones (max {max_smaller})"
+        ));
     }
     for req in &metadata.exclude {
         let n = objects.get(&req.class).map_or(0, Vec::len);

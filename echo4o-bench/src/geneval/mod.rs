@@ -8,6 +8,7 @@
 mod engine;
 pub mod geometry;
 mod layout;
+pub mod shapes;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -28,6 +29,26 @@ pub const METADATA_LONG_JSONL: &str =
     include_str!("../../data/geneval/evaluation_metadata_long.jsonl");
 /// The 80 COCO class names in COCO order.
 pub const OBJECT_NAMES: &str = include_str!("../../data/geneval/object_names.txt");
+
+/// GenEval-shapes: GenEval's six tasks over the shapes world, 50 prompts each, made by
+/// `echo4o_data::shapes::captions::geneval_shapes(50, SHAPES_SEED)` and checked in.
+pub const SHAPES_METADATA_JSONL: &str = include_str!("../../data/shapes/geneval_shapes.jsonl");
+/// GenEval++-shapes: GenEval++'s seven tags over the shapes world, 40 prompts each (as
+/// GenEval++), made by `geneval_pp_shapes(40, SHAPES_SEED)` and checked in.
+pub const SHAPES_PP_METADATA_JSONL: &str =
+    include_str!("../../data/shapes/geneval_pp_shapes.jsonl");
+/// The seed both shapes prompt sets were made with.
+pub const SHAPES_SEED: u64 = 2026;
+
+/// The checked-in shapes prompt sets: GenEval-shapes, or GenEval++-shapes when `pp`.
+pub fn shapes_metadata(pp: bool) -> Vec<Metadata> {
+    let (text, name) = if pp {
+        (SHAPES_PP_METADATA_JSONL, "geneval_pp_shapes.jsonl")
+    } else {
+        (SHAPES_METADATA_JSONL, "geneval_shapes.jsonl")
+    };
+    parse_metadata(text, name).unwrap_or_default()
+}
 
 /// The six tasks in canonical order (the order of the official results header
 /// `SO TO CT CL POS ATTR`).
@@ -53,6 +74,15 @@ pub struct Requirement {
     /// `[relation, index of the target include clause]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<(Relation, usize)>,
+    /// GenEval++'s absolute region (`left`, `right`, `above`, `below`): each object's box centre
+    /// lies in that half of the image. Not in GenEval's own metadata; the rule engine checks it
+    /// so GenEval++-style prompts (the shapes world's) can be scored without a judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// GenEval++'s `larger` / `smaller`: each object's box is larger (smaller) than every object
+    /// of the clauses marked the other way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
 }
 
 /// One `exclude` clause: fewer than `count` objects of `class`.

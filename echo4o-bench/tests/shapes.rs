@@ -1,0 +1,138 @@
+//! The shapes scorer validated on ground truth: the GenEval rule engine, with the shapes detector
+//! and colour classifier, judges renders of the GenEval-shapes and GenEval++-shapes prompts
+//! correct (at least 99%), and judges renders that break the prompt wrong.
+
+#![allow(clippy::unwrap_used)]
+
+use echo4o_bench::geneval::shapes::{ShapesColorClassifier, ShapesDetector};
+use echo4o_bench::geneval::{
+    EngineConfig, Metadata, SHAPES_METADATA_JSONL, SHAPES_PP_METADATA_JSONL, SHAPES_SEED,
+    evaluate_image, shapes_metadata,
+};
+use echo4o_data::shapes::captions::{Prompt, geneval_pp_shapes, geneval_shapes};
+use echo4o_data::shapes::layout::place;
+use echo4o_data::shapes::{Background, Colour};
+
+fn judge(p: &Prompt, image: &echo4o_core::image::RgbImage) -> (bool, String) {
+    let text = serde_json::to_string(&p.metadata).unwrap();
+    let m = Metadata::from_json(&text, "prompt set", 1).unwrap();
+    let r = evaluate_image(
+        image,
+        "render.png",
+        &m,
+        &ShapesDetector::default(),
+        &ShapesColorClassifier,
+        &EngineConfig::default(),
+    )
+    .unwrap();
+    (r.correct, r.reason)
+}
+
+/// Renders every prompt (on clean and cluttered backgrounds, two layouts each) and returns the
+/// share judged correct, with the failures.
+fn accuracy(prompts: &[Prompt]) -> (f64, usize, Vec<String>) {
+    let mut total = 0;
+    let mut failures = Vec::new();
+    for (i, p) in prompts.iter().enumerate() {
+        for background in [Background::Clean, Background::Cluttered] {
+            for layout_seed in [0u64, 1] {
+                let mut request = p.request.clone();
+                request.background = background;
+                let scene = place(&request, 64, 64, i as u64 * 7 + layout_seed).unwrap();
+                let (ok, reason) = judge(p, &scene.render());
+                total += 1;
+                if !ok {
+                    failures.push(format!("{} [{background:?}]: {reason}", p.prompt));
+                }
+            }
+        }
+    }
+    let acc = 1.0 - failures.len() as f64 / total as f64;
+    (acc, total, failures)
+}
+
+#[test]
+fn renders_of_geneval_shapes_prompts_are_judged_correct() {
+    let (acc, n, failures) = accuracy(&geneval_shapes(40, 2026));
+    println!(
+        "GenEval-shapes: {:.2}% of {n} renders judged correct",
+        acc * 100.0
+    );
+    assert!(acc >= 0.99, "{:.4}:\n{}", acc, failures.join("\n"));
+}
+
+#[test]
+fn renders_of_geneval_pp_shapes_prompts_are_judged_correct() {
+    let (acc, n, failures) = accuracy(&geneval_pp_shapes(40, 2026));
+    println!(
+        "GenEval++-shapes: {:.2}% of {n} renders judged correct",
+        acc * 100.0
+    );
+    assert!(acc >= 0.99, "{:.4}:\n{}", acc, failures.join("\n"));
+}
+
+#[test]
+fn renders_that_break_the_prompt_are_judged_wrong() {
+    let prompts = geneval_pp_shapes(10, 5);
+    let mut caught = 0;
+    let mut total = 0;
+    for (i, p) in prompts.iter().enumerate() {
+        let mut request = p.request.clone();
+        // Break it: one object fewer in the first group, or a wrong colour where one is named.
+        if p.metadata["tag"] == "color_attr" || p.metadata["tag"] == "color_spatial_attr" {
+            let c = request.groups[0].colour;
+            request.groups[0].colour = Colour::ALL[(c as usize + 3) % 10];
+        } else {
+            request.groups[0].count -= 1;
+            if request.groups[0].count == 0 {
+                request.groups.remove(0);
+            }
+        }
+        let scene = place(&request, 64, 64, i as u64).unwrap();
+        total += 1;
+        caught += usize::from(!judge(p, &scene.render()).0);
+    }
+    // Every broken render is caught, except size/region prompts whose broken group had one object
+    // fewer (a removed group is always caught).
+    assert!(caught * 100 >= total * 95, "{caught} of {total}");
+}
+
+fn jsonl(prompts: &[Prompt]) -> String {
+    prompts
+        .iter()
+        .map(|p| serde_json::to_string(&p.metadata).unwrap() + "\n")
+        .collect()
+}
+
+/// The checked-in prompt sets are what the generators make with the fixed seed (run with
+/// `ECHO4O_BLESS=1` to rewrite them after a deliberate change of the generators).
+#[test]
+fn checked_in_prompt_sets_match_their_generators() {
+    let sets = [
+        (
+            jsonl(&geneval_shapes(50, SHAPES_SEED)),
+            SHAPES_METADATA_JSONL,
+            "geneval_shapes.jsonl",
+        ),
+        (
+            jsonl(&geneval_pp_shapes(40, SHAPES_SEED)),
+            SHAPES_PP_METADATA_JSONL,
+            "geneval_pp_shapes.jsonl",
+        ),
+    ];
+    for (made, shipped, name) in sets {
+        if std::env::var_os("ECHO4O_BLESS").is_some() {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("data/shapes")
+                .join(name);
+            std::fs::write(path, &made).unwrap();
+        } else {
+            assert!(
+                made == shipped,
+                "{name} differs from its generator (ECHO4O_BLESS=1 rewrites it)"
+            );
+        }
+    }
+    assert_eq!(shapes_metadata(false).len(), 300);
+    assert_eq!(shapes_metadata(true).len(), 280);
+}
