@@ -31,6 +31,7 @@ pub mod qwen2_mot;
 pub mod sampling;
 pub mod siglip;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 pub use backend::{BackendKind, BackendTask, DeviceSpec};

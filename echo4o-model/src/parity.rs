@@ -460,6 +460,66 @@ fn markers_of(config: &BagelConfig) -> [u32; 2] {
     [config.tokens.start_of_image, config.tokens.end_of_image]
 }
 
+/// The training case: the official `Bagel.forward` loss of one packed T2I example.
+fn train_case<B: Backend>(
+    model: &Bagel<B>,
+    config: &BagelConfig,
+    grid: (usize, usize),
+    c: &mut Checker<'_>,
+    device: &B::Device,
+) -> Result<(), Error> {
+    use crate::train::objective::{T2iExample, flow_loss, packed_mask, timestep};
+    let g = c.golden;
+    let prompt = u32_ids(g.ids("prompt_ids")?);
+    let t = timestep(g.scalar("train_timestep_logit")?, 1.0);
+    c.out.push(compare_values(
+        "train_t",
+        &[t],
+        &[g.scalar("train_t")?],
+        c.tol,
+    ));
+    let example = T2iExample {
+        text: prompt.clone(),
+        x0: g.tensor::<B, 2>("train_x0_tokens", device)?,
+        grid,
+        t,
+        noise: g.tensor::<B, 2>("train_noise", device)?,
+    };
+    let n = prompt.len();
+    let m = grid.0 * grid.1;
+    let mut positions: Vec<usize> = (0..n).collect();
+    positions.extend(std::iter::repeat_n(n, m + 2));
+    c.check_ids("train_packed_position_ids", &positions)?;
+    // The mask's pattern (-inf = masked): compared as 0/1.
+    let masked =
+        |v: Vec<f32>| -> Vec<f32> { v.iter().map(|x| f32::from(x.is_infinite())).collect() };
+    let want = g
+        .f32_data("train_attention_mask")?
+        .to_vec::<f32>()
+        .map_err(|e| Error::Config {
+            path: "train_attention_mask".into(),
+            message: format!("{e:?}"),
+        })?;
+    c.out.push(compare_values(
+        "train_attention_mask",
+        &masked(packed_mask(&[(n, m)])),
+        &masked(want),
+        (0.0, 0.0),
+    ));
+    let out = flow_loss(
+        model,
+        &[example],
+        markers_of(config),
+        0.0,
+        config.max_latent_size,
+    );
+    c.check("train_v_pred", out.v_pred.clone())?;
+    c.check("train_v_target", out.target.clone())?;
+    c.check("train_mse", (out.v_pred - out.target).square())?;
+    c.check("train_mse_loss", out.mse)?;
+    Ok(())
+}
+
 fn t2i_case<B: Backend>(
     model: &Bagel<B>,
     config: &BagelConfig,
@@ -481,6 +541,9 @@ fn t2i_case<B: Backend>(
         "latent_pos_ids",
         &grid_position_ids(h, w, config.max_latent_size),
     )?;
+    if g.has("train_mse_loss") {
+        train_case(model, config, (h, w), c, device)?;
+    }
 
     let mut cond = Context::default();
     model.add_text(&mut cond, &prompt, device);

@@ -1,0 +1,3 @@
+//! Training: the official flow-matching objective ([`objective`]).
+
+pub mod objective;

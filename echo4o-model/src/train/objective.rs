@@ -1,0 +1,210 @@
+//! The official flow-matching objective over packed sequences (`Bagel.forward` in train mode,
+//! `pack_sequence` of `data/dataset_base.py`).
+//!
+//! Each [`T2iExample`] becomes `[text (causal, und)] [vision_start, N noised latents, vision_end]`
+//! with RoPE positions `0..n` for the text and `n` for the whole image split; examples are packed
+//! into one sequence with a block-diagonal mask, so one forward trains a whole batch exactly as
+//! separate forwards would. The loss is the per-token mean of `(v_pred - (eps - x0))^2` over the
+//! latent channels, averaged over every latent token of the batch, plus an optional next-token
+//! cross-entropy on the text.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Int, Tensor, TensorData};
+
+use crate::bagel::{Bagel, grid_position_ids};
+use crate::qwen2_mot::{AttentionMode, Expert, KvCache, Routing};
+
+/// `t = s t' / (1 + (s - 1) t')` with `t' = sigmoid(logit)`: the official per-image timestep
+/// (the logit drawn from N(0, 1); `shift` is `--timestep_shift`, 1 by default).
+pub fn timestep(logit: f32, shift: f32) -> f32 {
+    let t = 1.0 / (1.0 + (-logit).exp());
+    shift * t / (1.0 + (shift - 1.0) * t)
+}
+
+/// One text-to-image example of a training batch.
+#[derive(Debug, Clone)]
+pub struct T2iExample<B: Backend> {
+    /// Prompt ids including `<|im_start|>` and `<|im_end|>`; empty when the text was dropped
+    /// (classifier-free guidance training).
+    pub text: Vec<u32>,
+    /// Clean latent tokens `x0`, `[h * w, patch_latent_dim]`, rows in grid order.
+    pub x0: Tensor<B, 2>,
+    /// The latent grid `(h, w)`.
+    pub grid: (usize, usize),
+    /// Flow time in (0, 1) (see [`timestep`]).
+    pub t: f32,
+    /// The noise `eps`, same shape as `x0`.
+    pub noise: Tensor<B, 2>,
+}
+
+/// The losses of one batch.
+#[derive(Debug, Clone)]
+pub struct FlowLoss<B: Backend> {
+    /// `mse + ce_weight * ce` (scalar).
+    pub loss: Tensor<B, 1>,
+    /// The flow-matching MSE (scalar).
+    pub mse: Tensor<B, 1>,
+    /// The text cross-entropy (scalar), when asked for and any text is present.
+    pub ce: Option<Tensor<B, 1>>,
+    /// Predicted velocities `[tokens, dim]` of every latent token, examples in order.
+    pub v_pred: Tensor<B, 2>,
+    /// The targets `eps - x0`, same shape.
+    pub target: Tensor<B, 2>,
+}
+
+/// The additive attention mask `[L, L]` (0 attend, -inf masked) of examples with `(text, latents)`
+/// lengths packed in order: text causal; the image split (markers and latents) sees its own text
+/// and all of itself; nothing crosses examples. Equals the official
+/// `prepare_attention_mask_per_sample(split_lens, ['causal', 'noise'])` per example.
+pub fn packed_mask(lengths: &[(usize, usize)]) -> Vec<f32> {
+    let total: usize = lengths.iter().map(|(n, m)| n + m + 2).sum();
+    let mut mask = vec![f32::NEG_INFINITY; total * total];
+    let mut start = 0;
+    for &(n, m) in lengths {
+        let len = n + m + 2;
+        for i in 0..len {
+            for j in 0..len {
+                let attend = if i < n { j <= i } else { true };
+                if attend {
+                    mask[(start + i) * total + start + j] = 0.0;
+                }
+            }
+        }
+        start += len;
+    }
+    mask
+}
+
+/// The official loss of a batch (see the module docs). `markers` are `[vision_start,
+/// vision_end]`; `ce_weight` 0 skips the cross-entropy (the default of T2I data).
+pub fn flow_loss<B: Backend>(
+    model: &Bagel<B>,
+    batch: &[T2iExample<B>],
+    markers: [u32; 2],
+    ce_weight: f32,
+    max_latent_size: usize,
+) -> FlowLoss<B> {
+    let device = batch
+        .first()
+        .map(|e| e.x0.device())
+        .unwrap_or_else(|| B::Device::default());
+    let lm = &model.language_model;
+    let mut pieces = Vec::new();
+    let mut runs = Vec::new();
+    let mut positions = Vec::new();
+    let mut lengths = Vec::new();
+    let mut latent_rows = Vec::new();
+    let mut text_pairs: Vec<(usize, u32)> = Vec::new(); // (row predicting, next id)
+    let mut row = 0;
+    for ex in batch {
+        let n = ex.text.len();
+        let m = ex.x0.dims()[0];
+        if n > 0 {
+            pieces.push(lm.embed(&ex.text, &device));
+            for (k, &next) in ex.text.iter().enumerate().skip(1) {
+                text_pairs.push((row + k - 1, next));
+            }
+        }
+        let marks = lm.embed(&markers, &device);
+        let x_t = ex.x0.clone() * (1.0 - ex.t) + ex.noise.clone() * ex.t;
+        let pos = grid_position_ids(ex.grid.0, ex.grid.1, max_latent_size);
+        pieces.push(marks.clone().narrow(0, 0, 1));
+        pieces.push(model.latent_inputs(x_t, ex.t, &pos));
+        pieces.push(marks.narrow(0, 1, 1));
+        runs.extend([
+            (n, Expert::Und),
+            (1, Expert::Und),
+            (m, Expert::Gen),
+            (1, Expert::Und),
+        ]);
+        positions.extend(0..n);
+        positions.extend(std::iter::repeat_n(n, m + 2));
+        lengths.push((n, m));
+        latent_rows.extend(row + n + 1..row + n + 1 + m);
+        row += n + m + 2;
+    }
+    let total = row;
+    let mask = Tensor::<B, 2>::from_data(
+        TensorData::new(packed_mask(&lengths), [total, total]),
+        (&device, DType::F32),
+    );
+    let hidden = lm.forward_block(
+        Tensor::cat(pieces, 0),
+        &Routing::new(runs),
+        &positions,
+        model.rope_theta(),
+        &mut KvCache::new(),
+        &AttentionMode::Mask(mask),
+        false,
+        None,
+    );
+    let index = |rows: &[usize]| {
+        let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [rows.len()]), &device)
+    };
+    let v_pred = model
+        .llm2vae
+        .forward(hidden.clone().select(0, index(&latent_rows)))
+        .cast(DType::F32);
+    let target = Tensor::cat(
+        batch
+            .iter()
+            .map(|e| (e.noise.clone() - e.x0.clone()).cast(DType::F32))
+            .collect(),
+        0,
+    );
+    let mse = (v_pred.clone() - target.clone()).square().mean();
+    let ce = (ce_weight > 0.0 && !text_pairs.is_empty()).then(|| {
+        let rows: Vec<usize> = text_pairs.iter().map(|p| p.0).collect();
+        let logits = lm
+            .lm_head
+            .forward(hidden.select(0, index(&rows)))
+            .cast(DType::F32);
+        let [k, _] = logits.dims();
+        let next: Vec<i64> = text_pairs.iter().map(|p| i64::from(p.1)).collect();
+        let next = Tensor::<B, 1, Int>::from_data(TensorData::new(next, [k]), &device);
+        let picked = log_softmax(logits, 1).gather(1, next.reshape([k, 1]));
+        picked.mean().neg()
+    });
+    let loss = match &ce {
+        Some(ce) => mse.clone() + ce.clone() * ce_weight,
+        None => mse.clone(),
+    };
+    FlowLoss {
+        loss,
+        mse,
+        ce,
+        v_pred,
+        target,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestep_is_the_shifted_sigmoid() {
+        assert!((timestep(0.0, 1.0) - 0.5).abs() < 1e-7);
+        assert!((timestep(0.3, 1.0) - 0.574_442_5).abs() < 1e-6);
+        // shift 3 at t' = 0.5: 1.5 / 2 = 0.75
+        assert!((timestep(0.0, 3.0) - 0.75).abs() < 1e-6);
+    }
+
+    #[test]
+    fn packed_mask_is_block_diagonal_with_causal_text() {
+        let m = packed_mask(&[(2, 1), (0, 1)]);
+        let l = 5 + 3;
+        let at = |i: usize, j: usize| m[i * l + j] == 0.0;
+        assert!(at(0, 0) && !at(0, 1) && at(1, 0) && at(1, 1));
+        // image rows 2..5 see the text and the whole image split
+        assert!((2..5).all(|i| (0..5).all(|j| at(i, j))));
+        // text rows do not see the image split
+        assert!(!at(1, 2));
+        // nothing crosses examples
+        assert!((0..5).all(|i| (5..8).all(|j| !at(i, j) && !at(j, i))));
+        // an example without text: its image split alone
+        assert!((5..8).all(|i| (5..8).all(|j| at(i, j))));
+    }
+}
