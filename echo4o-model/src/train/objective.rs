@@ -88,7 +88,7 @@ pub fn flow_loss<B: Backend>(
     let device = batch
         .first()
         .map(|e| e.x0.device())
-        .unwrap_or_else(|| B::Device::default());
+        .unwrap_or_default();
     let lm = &model.language_model;
     let mut pieces = Vec::new();
     let mut runs = Vec::new();
