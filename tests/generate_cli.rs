@@ -25,7 +25,7 @@ impl BackendTask for WriteTiny {
             layer_norm_eps: 1e-6,
         });
         let model = echo4o::model::bagel::Bagel::<B>::init(&config, &device);
-        let vae = echo4o::model::autoencoder::AutoEncoder::<B>::init(&config.vae, &device);
+        let vae = echo4o::model::codec::Codec::<B>::init(&config.vae, &device);
         echo4o::model::pipeline::save_checkpoint(&self.0, &model, &vae, &config).unwrap();
         echo4o::model::tokenizer::write_byte_level_tokenizer(&self.0.join("tokenizer.json"), 996)
             .unwrap();

@@ -81,9 +81,30 @@ fn default_channels() -> usize {
     3
 }
 
-/// FLUX autoencoder parameters (`AutoEncoderParams`).
+/// Which latent codec a checkpoint uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodecKind {
+    /// FLUX's autoencoder (the released model).
+    #[default]
+    Flux,
+    /// Raw pixel patches ([`crate::codec::PixelCodec`]): downsample `2^(len(ch_mult) - 1)`,
+    /// `z_channels` = 3 x downsample^2; `ch` and `num_res_blocks` are unused.
+    Pixel,
+}
+
+impl CodecKind {
+    fn is_flux(&self) -> bool {
+        *self == CodecKind::Flux
+    }
+}
+
+/// Autoencoder parameters (FLUX's `AutoEncoderParams`, plus echo4o's `codec`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AeConfig {
+    /// The codec (echo4o's extension; FLUX when absent).
+    #[serde(default, skip_serializing_if = "CodecKind::is_flux")]
+    pub codec: CodecKind,
     /// Image channels in.
     pub in_channels: usize,
     /// Base channel count.
@@ -106,6 +127,7 @@ impl AeConfig {
     /// FLUX.1's autoencoder (`load_ae`): 16 latent channels, downsample 8.
     pub fn flux() -> Self {
         AeConfig {
+            codec: CodecKind::Flux,
             in_channels: 3,
             ch: 128,
             out_ch: 3,
@@ -114,6 +136,22 @@ impl AeConfig {
             z_channels: 16,
             scale_factor: 0.3611,
             shift_factor: 0.1159,
+        }
+    }
+
+    /// A pixel codec of patch side `2^levels_minus_one`: what tiny models train with.
+    pub fn pixel(patch_log2: usize) -> Self {
+        let d = 1usize << patch_log2;
+        AeConfig {
+            codec: CodecKind::Pixel,
+            in_channels: 3,
+            ch: 0,
+            out_ch: 3,
+            ch_mult: vec![1; patch_log2 + 1],
+            num_res_blocks: 0,
+            z_channels: 3 * d * d,
+            scale_factor: 1.0,
+            shift_factor: 0.0,
         }
     }
 
@@ -215,6 +253,7 @@ impl BagelConfig {
             },
             vit: None,
             vae: AeConfig {
+                codec: CodecKind::Flux,
                 in_channels: 3,
                 ch: 32,
                 out_ch: 3,
@@ -369,7 +408,18 @@ impl BagelConfig {
                 ),
             );
         }
-        if !self.vae.ch.is_multiple_of(32) {
+        if self.vae.codec == CodecKind::Pixel {
+            let d = self.vae.downsample();
+            if self.vae.z_channels != 3 * d * d {
+                return bad(
+                    "vae.z_channels",
+                    format!(
+                        "{} must be 3 x {d}^2 for the pixel codec",
+                        self.vae.z_channels
+                    ),
+                );
+            }
+        } else if !self.vae.ch.is_multiple_of(32) {
             return bad(
                 "vae.ch",
                 format!("{} must be a multiple of 32 (GroupNorm 32)", self.vae.ch),

@@ -20,6 +20,7 @@
 pub mod autoencoder;
 mod backend;
 pub mod bagel;
+pub mod codec;
 pub mod config;
 mod error;
 pub mod flops;

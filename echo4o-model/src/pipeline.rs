@@ -14,9 +14,10 @@ use rand::SeedableRng;
 use rand_distr::Distribution;
 
 use crate::Error;
-use crate::autoencoder::{AutoEncoder, LatentCodec};
+use crate::autoencoder::LatentCodec;
 use crate::bagel::{Bagel, BagelVelocity, Context, Contexts, grid_position_ids};
-use crate::config::{AeConfig, BagelConfig};
+use crate::codec::Codec;
+use crate::config::{AeConfig, BagelConfig, CodecKind};
 use crate::ops::{cast_params, default_float_dtype};
 use crate::parity::{chw_tensor, decode_tokens};
 use crate::sampling::{SamplerConfig, denoise};
@@ -61,8 +62,8 @@ pub struct PipelineRequest {
 pub struct BagelPipeline<B: Backend> {
     /// The transformer.
     pub model: Bagel<B>,
-    /// The autoencoder.
-    pub vae: AutoEncoder<B>,
+    /// The latent codec (FLUX's autoencoder, or raw pixel patches for tiny models).
+    pub vae: Codec<B>,
     /// The tokenizer.
     pub tokenizer: BagelTokenizer,
     /// The configuration.
@@ -92,7 +93,8 @@ impl<B: Backend> BagelPipeline<B> {
             });
         }
         for f in CHECKPOINT_FILES {
-            if !dir.join(f).is_file() {
+            // Checked below, once ae_config.json says whether the codec has weights.
+            if f != "ae.safetensors" && !dir.join(f).is_file() {
                 return Err(missing(dir, f));
             }
         }
@@ -123,15 +125,23 @@ impl<B: Backend> BagelPipeline<B> {
         config.validate()?;
         let mut model = Bagel::init(&config, device);
         load_safetensors(&mut model, &dir.join("ema.safetensors"), BAGEL_REMAPS, &[])?;
-        let mut vae = AutoEncoder::init(&config.vae, device);
-        load_safetensors(&mut vae, &dir.join("ae.safetensors"), NORM_REMAPS, &[])?;
+        if config.vae.codec == CodecKind::Flux && !dir.join("ae.safetensors").is_file() {
+            return Err(missing(dir, "ae.safetensors"));
+        }
+        let vae = match Codec::init(&config.vae, device) {
+            Codec::Flux(mut ae) => {
+                load_safetensors(&mut ae, &dir.join("ae.safetensors"), NORM_REMAPS, &[])?;
+                Codec::Flux(ae)
+            }
+            pixel => pixel,
+        };
         Ok(Self::from_parts(model, vae, tokenizer, config, device))
     }
 
     /// A pipeline over parts already in memory (random weights, a fine-tuned model).
     pub fn from_parts(
         model: Bagel<B>,
-        vae: AutoEncoder<B>,
+        vae: impl Into<Codec<B>>,
         tokenizer: BagelTokenizer,
         mut config: BagelConfig,
         device: &B::Device,
@@ -142,7 +152,7 @@ impl<B: Backend> BagelPipeline<B> {
         // keeps it.
         BagelPipeline {
             model: cast_params(model, default_float_dtype::<B>()),
-            vae: cast_params(vae, DType::F32),
+            vae: vae.into().cast(DType::F32),
             tokenizer,
             config,
             device: device.clone(),
@@ -291,7 +301,7 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Error> {
 pub fn save_checkpoint<B: Backend>(
     dir: &Path,
     model: &Bagel<B>,
-    vae: &AutoEncoder<B>,
+    vae: &Codec<B>,
     config: &BagelConfig,
 ) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Core(echo4o_core::Error::io(dir, e)))?;
@@ -322,5 +332,10 @@ pub fn save_checkpoint<B: Backend>(
         write_json(&dir.join("bagel_config.json"), &sizes)?;
     }
     crate::weights::save_safetensors(model, &dir.join("ema.safetensors"), BAGEL_REMAPS)?;
-    crate::weights::save_safetensors(vae, &dir.join("ae.safetensors"), NORM_REMAPS)
+    match vae {
+        Codec::Flux(ae) => {
+            crate::weights::save_safetensors(ae, &dir.join("ae.safetensors"), NORM_REMAPS)
+        }
+        Codec::Pixel(_) => Ok(()),
+    }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use burn_flex::{Flex, FlexDevice};
 use echo4o_model::autoencoder::AutoEncoder;
 use echo4o_model::bagel::Bagel;
+use echo4o_model::codec::Codec;
 use echo4o_model::config::{BagelConfig, VitConfig};
 use echo4o_model::parity::GoldenFile;
 use echo4o_model::pipeline::{BagelPipeline, PipelineRequest, save_checkpoint};
@@ -35,7 +36,7 @@ fn write_tiny_checkpoint(dir: &Path) -> BagelConfig {
     save_checkpoint(
         dir,
         &Bagel::<Flex>::init(&config, &dev),
-        &AutoEncoder::<Flex>::init(&config.vae, &dev),
+        &Codec::Flux(AutoEncoder::<Flex>::init(&config.vae, &dev)),
         &config,
     )
     .unwrap();
@@ -309,4 +310,39 @@ fn recomputed_position_tables_equal_the_stored_ones() {
             .fold(0f32, f32::max);
         assert!(max < 1e-6, "{key}: {max}");
     }
+}
+
+/// A tiny model with the pixel codec: saved without ae.safetensors, loaded back, generating.
+#[test]
+fn pixel_codec_checkpoints_round_trip_and_generate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BagelConfig::tiny();
+    config.vae = echo4o_model::config::AeConfig::pixel(3);
+    config.validate().unwrap();
+    let dev = FlexDevice;
+    let vae = Codec::<Flex>::init(&config.vae, &dev);
+    save_checkpoint(
+        dir.path(),
+        &Bagel::<Flex>::init(&config, &dev),
+        &vae,
+        &config,
+    )
+    .unwrap();
+    write_byte_level_tokenizer(&dir.path().join("tokenizer.json"), 996).unwrap();
+    assert!(!dir.path().join("ae.safetensors").exists());
+    let pipe = BagelPipeline::<Flex>::load(dir.path(), &dev).unwrap();
+    assert!(matches!(pipe.vae, Codec::Pixel(_)));
+    assert_eq!(pipe.config.patch_latent_dim(), 2 * 2 * 3 * 8 * 8);
+    let request = PipelineRequest {
+        prompt: "a red circle".into(),
+        references: vec![],
+        size: Some((32, 32)),
+        sampler: SamplerConfig {
+            num_timesteps: 4,
+            ..SamplerConfig::text_to_image()
+        },
+        seed: 3,
+    };
+    let img = pipe.generate(&request, |_, _| {}).unwrap();
+    assert_eq!(img.dimensions(), (32, 32));
 }

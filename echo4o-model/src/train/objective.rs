@@ -85,10 +85,7 @@ pub fn flow_loss<B: Backend>(
     ce_weight: f32,
     max_latent_size: usize,
 ) -> FlowLoss<B> {
-    let device = batch
-        .first()
-        .map(|e| e.x0.device())
-        .unwrap_or_default();
+    let device = batch.first().map(|e| e.x0.device()).unwrap_or_default();
     let lm = &model.language_model;
     let mut pieces = Vec::new();
     let mut runs = Vec::new();
