@@ -84,8 +84,8 @@ impl<B: Backend> LatentCodec<B> for PixelCodec {
 /// The codec of a pipeline.
 #[derive(Debug)]
 pub enum Codec<B: Backend> {
-    /// FLUX's autoencoder.
-    Flux(AutoEncoder<B>),
+    /// FLUX's autoencoder (boxed: it is large and the pixel codec is three numbers).
+    Flux(Box<AutoEncoder<B>>),
     /// Raw pixel patches.
     Pixel(PixelCodec),
 }
@@ -94,7 +94,7 @@ impl<B: Backend> Codec<B> {
     /// A codec for `c` (random weights for FLUX).
     pub fn init(c: &AeConfig, device: &B::Device) -> Self {
         match c.codec {
-            CodecKind::Flux => Codec::Flux(AutoEncoder::init(c, device)),
+            CodecKind::Flux => Codec::Flux(Box::new(AutoEncoder::init(c, device))),
             CodecKind::Pixel => Codec::Pixel(PixelCodec::of(c)),
         }
     }
@@ -102,7 +102,7 @@ impl<B: Backend> Codec<B> {
     /// The codec with its weights in `dtype` (the pipeline keeps codecs in f32).
     pub fn cast(self, dtype: DType) -> Self {
         match self {
-            Codec::Flux(ae) => Codec::Flux(cast_params(ae, dtype)),
+            Codec::Flux(ae) => Codec::Flux(Box::new(cast_params(*ae, dtype))),
             pixel => pixel,
         }
     }
@@ -110,7 +110,7 @@ impl<B: Backend> Codec<B> {
 
 impl<B: Backend> From<AutoEncoder<B>> for Codec<B> {
     fn from(ae: AutoEncoder<B>) -> Self {
-        Codec::Flux(ae)
+        Codec::Flux(Box::new(ae))
     }
 }
 

@@ -130,7 +130,7 @@ impl<B: Backend> BagelPipeline<B> {
         }
         let vae = match Codec::init(&config.vae, device) {
             Codec::Flux(mut ae) => {
-                load_safetensors(&mut ae, &dir.join("ae.safetensors"), NORM_REMAPS, &[])?;
+                load_safetensors(&mut *ae, &dir.join("ae.safetensors"), NORM_REMAPS, &[])?;
                 Codec::Flux(ae)
             }
             pixel => pixel,
@@ -334,7 +334,7 @@ pub fn save_checkpoint<B: Backend>(
     crate::weights::save_safetensors(model, &dir.join("ema.safetensors"), BAGEL_REMAPS)?;
     match vae {
         Codec::Flux(ae) => {
-            crate::weights::save_safetensors(ae, &dir.join("ae.safetensors"), NORM_REMAPS)
+            crate::weights::save_safetensors(&**ae, &dir.join("ae.safetensors"), NORM_REMAPS)
         }
         Codec::Pixel(_) => Ok(()),
     }

@@ -36,7 +36,7 @@ fn write_tiny_checkpoint(dir: &Path) -> BagelConfig {
     save_checkpoint(
         dir,
         &Bagel::<Flex>::init(&config, &dev),
-        &Codec::Flux(AutoEncoder::<Flex>::init(&config.vae, &dev)),
+        &Codec::from(AutoEncoder::<Flex>::init(&config.vae, &dev)),
         &config,
     )
     .unwrap();
