@@ -23,6 +23,7 @@ pub const SPECIAL_TOKENS: [&str; 4] = [
 ];
 
 /// A loaded tokenizer and the special ids it defines.
+#[derive(Clone)]
 pub struct BagelTokenizer {
     inner: tokenizers::Tokenizer,
     special: SpecialTokens,
@@ -85,6 +86,15 @@ impl BagelTokenizer {
         ids.extend(self.encode(text)?);
         ids.push(self.special.eos_token_id);
         Ok(ids)
+    }
+
+    /// Writes the tokenizer back as a `tokenizer.json` (checkpoints carry their tokenizer).
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let text = self.inner.to_string(false).map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        echo4o_core::fs::write_atomic(path, text.as_bytes()).map_err(Error::Core)
     }
 }
 
