@@ -273,7 +273,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         for s in batch {
             let img: RgbImage = s.target.to_rgb()?;
             let (w, h) = img.dimensions();
-            if w as usize % d != 0 || h as usize % d != 0 {
+            if !(w as usize).is_multiple_of(d) || !(h as usize).is_multiple_of(d) {
                 return Err(Error::Shape {
                     what: format!("training image {} ({})", s.id, s.target.origin()),
                     expected: format!("sides multiples of {d}"),
