@@ -468,7 +468,7 @@ fn train_case<B: Backend>(
     c: &mut Checker<'_>,
     device: &B::Device,
 ) -> Result<(), Error> {
-    use crate::train::objective::{T2iExample, flow_loss, packed_mask, timestep};
+    use crate::train::objective::{Split, T2iExample, flow_loss, packed_mask, timestep};
     let g = c.golden;
     let prompt = u32_ids(g.ids("prompt_ids")?);
     let t = timestep(g.scalar("train_timestep_logit")?, 1.0);
@@ -479,6 +479,7 @@ fn train_case<B: Backend>(
         c.tol,
     ));
     let example = T2iExample {
+        references: Vec::new(),
         text: prompt.clone(),
         x0: g.tensor::<B, 2>("train_x0_tokens", device)?,
         grid,
@@ -502,7 +503,7 @@ fn train_case<B: Backend>(
         })?;
     c.out.push(compare_values(
         "train_attention_mask",
-        &masked(packed_mask(&[(n, m)])),
+        &masked(packed_mask(&[vec![Split::Causal(n), Split::Full(m + 2)]])),
         &masked(want),
         (0.0, 0.0),
     ));

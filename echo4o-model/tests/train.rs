@@ -156,3 +156,16 @@ fn frozen_understanding_weights_do_not_move() {
     assert_eq!(before_und, after_und);
     assert_ne!(before_gen, after_gen);
 }
+
+#[test]
+fn multi_reference_examples_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::<B>::new(tiny_pipeline(dir.path()), settings(), &FlexDevice);
+    let mut data = batch();
+    for s in &mut data {
+        s.references = vec![s.target.clone(), s.target.clone()];
+        s.instruction = format!("combine: {}", s.instruction);
+    }
+    let first = t.train_step(&data).unwrap();
+    assert!(first.mse.is_finite() && first.mse > 0.0);
+}

@@ -1,8 +1,11 @@
 //! The official flow-matching objective over packed sequences (`Bagel.forward` in train mode,
 //! `pack_sequence` of `data/dataset_base.py`).
 //!
-//! Each [`T2iExample`] becomes `[text (causal, und)] [vision_start, N noised latents, vision_end]`
-//! with RoPE positions `0..n` for the text and `n` for the whole image split; examples are packed
+//! Each [`T2iExample`] becomes `[references...] [text (causal, und)] [vision_start, N noised
+//! latents, vision_end]`: each clean reference is an image split `[vision_start, latents (t = 0),
+//! vision_end]` on one RoPE position (Echo-4o's `multiref_dataset`: references without loss,
+//! then the instruction, then the target), the text takes the next `n` positions and the whole
+//! target split the one after; examples are packed
 //! into one sequence with a block-diagonal mask, so one forward trains a whole batch exactly as
 //! separate forwards would. The loss is the per-token mean of `(v_pred - (eps - x0))^2` over the
 //! latent channels, averaged over every latent token of the batch, plus an optional next-token
@@ -22,9 +25,11 @@ pub fn timestep(logit: f32, shift: f32) -> f32 {
     shift * t / (1.0 + (shift - 1.0) * t)
 }
 
-/// One text-to-image example of a training batch.
+/// One example of a training batch: text-to-image, or multi-reference with clean references.
 #[derive(Debug, Clone)]
 pub struct T2iExample<B: Backend> {
+    /// Clean reference latent tokens and their grids (multi-reference composition), in order.
+    pub references: Vec<(Tensor<B, 2>, (usize, usize))>,
     /// Prompt ids including `<|im_start|>` and `<|im_end|>`; empty when the text was dropped
     /// (classifier-free guidance training).
     pub text: Vec<u32>,
@@ -53,25 +58,49 @@ pub struct FlowLoss<B: Backend> {
     pub target: Tensor<B, 2>,
 }
 
-/// The additive attention mask `[L, L]` (0 attend, -inf masked) of examples with `(text, latents)`
-/// lengths packed in order: text causal; the image split (markers and latents) sees its own text
-/// and all of itself; nothing crosses examples. Equals the official
-/// `prepare_attention_mask_per_sample(split_lens, ['causal', 'noise'])` per example.
-pub fn packed_mask(lengths: &[(usize, usize)]) -> Vec<f32> {
-    let total: usize = lengths.iter().map(|(n, m)| n + m + 2).sum();
+/// How a split of a packed example attends within itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Text: each token sees the tokens before it.
+    Causal(usize),
+    /// An image split (markers and latents): all of itself.
+    Full(usize),
+}
+
+impl Split {
+    fn len(self) -> usize {
+        match self {
+            Split::Causal(n) | Split::Full(n) => n,
+        }
+    }
+}
+
+/// The additive attention mask `[L, L]` (0 attend, -inf masked) of examples packed in order,
+/// each a list of splits: every split sees the earlier splits of its example and itself (text
+/// causally, images fully); nothing crosses examples, and nothing sees a later split (so the
+/// noised target, always last, is hidden from everything else). Equals the official
+/// `prepare_attention_mask_per_sample` per example (text `causal`, references `full`, target
+/// `noise`).
+pub fn packed_mask(examples: &[Vec<Split>]) -> Vec<f32> {
+    let total: usize = examples.iter().flatten().map(|s| s.len()).sum();
     let mut mask = vec![f32::NEG_INFINITY; total * total];
-    let mut start = 0;
-    for &(n, m) in lengths {
-        let len = n + m + 2;
-        for i in 0..len {
-            for j in 0..len {
-                let attend = if i < n { j <= i } else { true };
-                if attend {
-                    mask[(start + i) * total + start + j] = 0.0;
+    let mut example_start = 0;
+    for splits in examples {
+        let mut split_start = example_start;
+        for split in splits {
+            for i in 0..split.len() {
+                let row = split_start + i;
+                let visible_end = match split {
+                    Split::Causal(_) => row + 1,
+                    Split::Full(n) => split_start + n,
+                };
+                for col in example_start..visible_end {
+                    mask[row * total + col] = 0.0;
                 }
             }
+            split_start += split.len();
         }
-        start += len;
+        example_start = split_start;
     }
     mask
 }
@@ -90,40 +119,55 @@ pub fn flow_loss<B: Backend>(
     let mut pieces = Vec::new();
     let mut runs = Vec::new();
     let mut positions = Vec::new();
-    let mut lengths = Vec::new();
+    let mut splits = Vec::new();
     let mut latent_rows = Vec::new();
     let mut text_pairs: Vec<(usize, u32)> = Vec::new(); // (row predicting, next id)
     let mut row = 0;
+    let marks = lm.embed(&markers, &device);
+    let image_split = |pieces: &mut Vec<Tensor<B, 2>>, inputs: Tensor<B, 2>| {
+        pieces.push(marks.clone().narrow(0, 0, 1));
+        pieces.push(inputs);
+        pieces.push(marks.clone().narrow(0, 1, 1));
+    };
     for ex in batch {
+        let mut example = Vec::new();
+        let mut rope = 0;
+        for (tokens, grid) in &ex.references {
+            let m = tokens.dims()[0];
+            let pos = grid_position_ids(grid.0, grid.1, max_latent_size);
+            image_split(&mut pieces, model.latent_inputs(tokens.clone(), 0.0, &pos));
+            runs.extend([(1, Expert::Und), (m, Expert::Gen), (1, Expert::Und)]);
+            positions.extend(std::iter::repeat_n(rope, m + 2));
+            example.push(Split::Full(m + 2));
+            rope += 1;
+            row += m + 2;
+        }
         let n = ex.text.len();
-        let m = ex.x0.dims()[0];
         if n > 0 {
             pieces.push(lm.embed(&ex.text, &device));
             for (k, &next) in ex.text.iter().enumerate().skip(1) {
                 text_pairs.push((row + k - 1, next));
             }
+            runs.push((n, Expert::Und));
+            positions.extend(rope..rope + n);
+            example.push(Split::Causal(n));
+            rope += n;
+            row += n;
         }
-        let marks = lm.embed(&markers, &device);
+        let m = ex.x0.dims()[0];
         let x_t = ex.x0.clone() * (1.0 - ex.t) + ex.noise.clone() * ex.t;
         let pos = grid_position_ids(ex.grid.0, ex.grid.1, max_latent_size);
-        pieces.push(marks.clone().narrow(0, 0, 1));
-        pieces.push(model.latent_inputs(x_t, ex.t, &pos));
-        pieces.push(marks.narrow(0, 1, 1));
-        runs.extend([
-            (n, Expert::Und),
-            (1, Expert::Und),
-            (m, Expert::Gen),
-            (1, Expert::Und),
-        ]);
-        positions.extend(0..n);
-        positions.extend(std::iter::repeat_n(n, m + 2));
-        lengths.push((n, m));
-        latent_rows.extend(row + n + 1..row + n + 1 + m);
-        row += n + m + 2;
+        image_split(&mut pieces, model.latent_inputs(x_t, ex.t, &pos));
+        runs.extend([(1, Expert::Und), (m, Expert::Gen), (1, Expert::Und)]);
+        positions.extend(std::iter::repeat_n(rope, m + 2));
+        example.push(Split::Full(m + 2));
+        latent_rows.extend(row + 1..row + 1 + m);
+        row += m + 2;
+        splits.push(example);
     }
     let total = row;
     let mask = Tensor::<B, 2>::from_data(
-        TensorData::new(packed_mask(&lengths), [total, total]),
+        TensorData::new(packed_mask(&splits), [total, total]),
         (&device, DType::F32),
     );
     let hidden = lm.forward_block(
@@ -191,7 +235,8 @@ mod tests {
 
     #[test]
     fn packed_mask_is_block_diagonal_with_causal_text() {
-        let m = packed_mask(&[(2, 1), (0, 1)]);
+        use Split::{Causal, Full};
+        let m = packed_mask(&[vec![Causal(2), Full(3)], vec![Full(3)]]);
         let l = 5 + 3;
         let at = |i: usize, j: usize| m[i * l + j] == 0.0;
         assert!(at(0, 0) && !at(0, 1) && at(1, 0) && at(1, 1));
@@ -203,5 +248,17 @@ mod tests {
         assert!((0..5).all(|i| (5..8).all(|j| !at(i, j) && !at(j, i))));
         // an example without text: its image split alone
         assert!((5..8).all(|i| (5..8).all(|j| at(i, j))));
+    }
+
+    #[test]
+    fn references_are_seen_by_the_text_and_the_target_but_see_neither() {
+        use Split::{Causal, Full};
+        // reference (3 rows), text (2), target (3)
+        let m = packed_mask(&[vec![Full(3), Causal(2), Full(3)]]);
+        let l = 8;
+        let at = |i: usize, j: usize| m[i * l + j] == 0.0;
+        assert!((0..3).all(|i| (0..3).all(|j| at(i, j)) && (3..8).all(|j| !at(i, j))));
+        assert!(at(3, 0) && at(3, 2) && at(3, 3) && !at(3, 4) && at(4, 4));
+        assert!((5..8).all(|i| (0..8).all(|j| at(i, j))));
     }
 }

@@ -270,20 +270,31 @@ impl<B: AutodiffBackend> Trainer<B> {
         let p = self.config.latent_patch_size;
         let d = self.config.latent_downsample();
         let mut out = Vec::with_capacity(batch.len());
+        let encode =
+            |img: &RgbImage, what: &str| -> Result<(Tensor<B, 2>, (usize, usize)), Error> {
+                let (w, h) = img.dimensions();
+                if !(w as usize).is_multiple_of(d) || !(h as usize).is_multiple_of(d) {
+                    return Err(Error::Shape {
+                        what: what.to_string(),
+                        expected: format!("sides multiples of {d}"),
+                        got: vec![w as usize, h as usize],
+                    });
+                }
+                let pixels = chw_tensor::<B::InnerBackend>(img, &self.device).unsqueeze_dim::<4>(0);
+                let z = self.codec.encode(pixels, None).squeeze_dim::<3>(0);
+                let [_, lh, lw] = z.dims();
+                Ok((Tensor::<B, 2>::from_inner(patchify(z, p)), (lh / p, lw / p)))
+            };
         for s in batch {
             let img: RgbImage = s.target.to_rgb()?;
-            let (w, h) = img.dimensions();
-            if !(w as usize).is_multiple_of(d) || !(h as usize).is_multiple_of(d) {
-                return Err(Error::Shape {
-                    what: format!("training image {} ({})", s.id, s.target.origin()),
-                    expected: format!("sides multiples of {d}"),
-                    got: vec![w as usize, h as usize],
-                });
+            let (x0, grid) = encode(
+                &img,
+                &format!("training image {} ({})", s.id, s.target.origin()),
+            )?;
+            let mut references = Vec::new();
+            for (k, r) in s.references.iter().enumerate() {
+                references.push(encode(&r.to_rgb()?, &format!("reference {k} of {}", s.id))?);
             }
-            let pixels = chw_tensor::<B::InnerBackend>(&img, &self.device).unsqueeze_dim::<4>(0);
-            let z = self.codec.encode(pixels, None).squeeze_dim::<3>(0);
-            let [_, lh, lw] = z.dims();
-            let x0 = Tensor::<B, 2>::from_inner(patchify(z, p));
             let text = if rng.random_bool(self.settings.text_dropout) {
                 Vec::new()
             } else {
@@ -295,9 +306,10 @@ impl<B: AutodiffBackend> Trainer<B> {
                 .map(|_| rand_distr::StandardNormal.sample(rng))
                 .collect();
             out.push(T2iExample {
+                references,
                 text,
                 x0,
-                grid: (lh / p, lw / p),
+                grid,
                 t: timestep(logit, self.settings.timestep_shift),
                 noise: Tensor::from_data(
                     TensorData::new(noise, [n, dim]),
