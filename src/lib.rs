@@ -11,6 +11,7 @@
 //! | [`data`] | `echo4o-data` | datasets, transforms, loaders, writers |
 //! | [`model`] | `echo4o-model` | BAGEL in burn, backends |
 //! | [`bench`] | `echo4o-bench` | GenEval++, Imagine-Bench, GenEval |
+//! | [`experiment`] | this crate | training runs and shapes-world evaluation |
 //!
 //! ```
 //! use echo4o::core::GenerationRequest;
@@ -23,6 +24,8 @@
 //! # Ok::<(), echo4o::model::Error>(())
 //! ```
 #![deny(missing_docs)]
+
+pub mod experiment;
 
 pub use echo4o_bench as bench;
 pub use echo4o_core as core;

@@ -229,5 +229,7 @@ fn geneval_with_the_shapes_detector_scores_a_folder() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["correct"] == true)
         .collect();
     assert_eq!(correct, [true, true, true, true, true, false], "{lines}");
-    assert!(out.join("summary.json").is_file() && out.join("report.md").is_file());
+    for f in ["summary.json", "report.md", "report.html"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
 }

@@ -67,6 +67,9 @@ impl Routing {
                 Expert::Gen => gen_(x),
             };
         }
+        if self.0.len() > 3 {
+            return self.apply_grouped(x, und, gen_);
+        }
         let mut start = 0;
         let parts: Vec<Tensor<B, D>> = self
             .0
@@ -81,6 +84,45 @@ impl Routing {
             })
             .collect();
         Tensor::cat(parts, 0)
+    }
+
+    /// [`Routing::apply`] for many runs (packed training batches): gathers each expert's rows,
+    /// applies it once, and puts the rows back in order, so the op count does not grow with the
+    /// number of runs.
+    fn apply_grouped<B: Backend, const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        und: impl Fn(Tensor<B, D>) -> Tensor<B, D>,
+        gen_: impl Fn(Tensor<B, D>) -> Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        let (mut und_rows, mut gen_rows) = (Vec::new(), Vec::new());
+        let mut start = 0i64;
+        for &(n, e) in &self.0 {
+            let rows = start..start + n as i64;
+            match e {
+                Expert::Und => und_rows.extend(rows),
+                Expert::Gen => gen_rows.extend(rows),
+            }
+            start += n as i64;
+        }
+        if gen_rows.is_empty() {
+            return und(x);
+        }
+        if und_rows.is_empty() {
+            return gen_(x);
+        }
+        let device = x.device();
+        let index = |v: Vec<i64>| {
+            let n = v.len();
+            Tensor::<B, 1, burn::tensor::Int>::from_data(TensorData::new(v, [n]), &device)
+        };
+        let mut inverse = vec![0i64; start as usize];
+        for (k, &r) in und_rows.iter().chain(&gen_rows).enumerate() {
+            inverse[r as usize] = k as i64;
+        }
+        let yu = und(x.clone().select(0, index(und_rows)));
+        let yg = gen_(x.select(0, index(gen_rows)));
+        Tensor::cat(vec![yu, yg], 0).select(0, index(inverse))
     }
 }
 
@@ -391,8 +433,12 @@ pub enum AttentionMode<B: Backend> {
     Full,
     /// Every token sees the cache and the block up to itself (text prefill).
     Causal,
-    /// An explicit additive mask `[block, cache + block]` (training's packed sequences).
+    /// An explicit additive mask `[block, cache + block]`.
     Mask(Tensor<B, 2>),
+    /// Independent consecutive segments (training's packed examples), each with its own
+    /// additive mask `[len, len]`; no cache. Attention runs per segment, so a packed batch costs
+    /// the sum of its examples' squares, not the square of its length.
+    Segments(Vec<Tensor<B, 2>>),
 }
 
 impl<B: Backend> DecoderLayer<B> {
@@ -438,12 +484,28 @@ impl<B: Backend> DecoderLayer<B> {
             None => (k.clone(), v.clone()),
         };
         let (lq, lk) = (q.dims()[0], k_all.dims()[0]);
-        let mask = match mode {
-            AttentionMode::Full => None,
-            AttentionMode::Causal => Some(causal_mask::<B>(lq, lk, &q.device())),
-            AttentionMode::Mask(m) => Some(m.clone()),
+        let attn = match mode {
+            AttentionMode::Full => attention(q, k_all, v_all, None),
+            AttentionMode::Causal => {
+                let mask = causal_mask::<B>(lq, lk, &q.device());
+                attention(q, k_all, v_all, Some(mask))
+            }
+            AttentionMode::Mask(m) => attention(q, k_all, v_all, Some(m.clone())),
+            AttentionMode::Segments(masks) => {
+                let mut start = 0;
+                let parts = masks
+                    .iter()
+                    .map(|m| {
+                        let n = m.dims()[0];
+                        let seg = |t: &Tensor<B, 3>| t.clone().narrow(0, start, n);
+                        let o = attention(seg(&q), seg(&k_all), seg(&v_all), Some(m.clone()));
+                        start += n;
+                        o
+                    })
+                    .collect();
+                Tensor::cat(parts, 0)
+            }
         };
-        let attn = attention(q, k_all, v_all, mask);
         let o = routing.apply(
             attn,
             |a| self.self_attn.o_proj.forward(a),

@@ -112,7 +112,9 @@ pub fn save_safetensors<B: Backend, M: ModuleSnapshot<B>>(
     path: &Path,
     remaps: &[Remap],
 ) -> Result<(), Error> {
-    let mut store = SafetensorsStore::from_file(path).with_to_adapter(BurnToPyTorchAdapter);
+    let mut store = SafetensorsStore::from_file(path)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .overwrite(true);
     for r in remaps {
         store = store.with_key_remapping(r.to_official.0, r.to_official.1);
     }

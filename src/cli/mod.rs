@@ -4,6 +4,7 @@ mod bench;
 mod data;
 mod generate;
 mod info;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Show the version and which compute backends this build includes.
     Info(info::InfoArgs),
+    /// Train or fine-tune a BAGEL-architecture model from a run file (resumes by itself).
+    Train(train::TrainArgs),
 }
 
 /// Sets up `tracing` on stderr at the level the flags ask for.
@@ -58,5 +61,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Data(a) => data::run(a, args.quiet),
         Command::Generate(a) => generate::run(a, args.quiet),
         Command::Info(a) => info::run(a),
+        Command::Train(a) => train::run(a, args.quiet),
     }
 }

@@ -1,7 +1,7 @@
 //! The official GenEval rule engine (`evaluation/evaluate_images.py`), over pluggable perception.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::{GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::geometry::{BBox, iou, relative_position};
 use super::{Metadata, TASKS, read_layout};
-use crate::report::{Category, Summary};
+use crate::report::{Category, GalleryRow, Summary, write_reports};
 use crate::text::py_json_dumps;
 use crate::{Error, Result};
 
@@ -505,8 +505,20 @@ pub fn evaluate_folder(
     summary
         .extra
         .insert("correct_prompts".into(), json!(scores.correct_prompts));
-    crate::report::write_json(&out.join("summary.json"), &summary)?;
-    echo4o_core::fs::write_atomic(&out.join("report.md"), summary.to_markdown().as_bytes())?;
+    let rows: Vec<GalleryRow> = results
+        .iter()
+        .map(|r| GalleryRow {
+            id: r.filename.clone(),
+            category: r.tag.clone(),
+            prompt: r.prompt.clone(),
+            expectation: r.metadata.clone(),
+            verdict: if r.correct { "correct" } else { "wrong" }.into(),
+            passed: Some(r.correct),
+            reason: r.reason.clone(),
+            image: Some(PathBuf::from(&r.filename)),
+        })
+        .collect();
+    write_reports(&summary, &rows, out)?;
     Ok((results, scores))
 }
 

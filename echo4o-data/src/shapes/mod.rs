@@ -25,6 +25,7 @@
 
 pub mod captions;
 pub mod layout;
+pub mod source;
 
 use echo4o_core::image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};

@@ -165,18 +165,24 @@ pub fn flow_loss<B: Backend>(
         row += m + 2;
         splits.push(example);
     }
-    let total = row;
-    let mask = Tensor::<B, 2>::from_data(
-        TensorData::new(packed_mask(&splits), [total, total]),
-        (&device, DType::F32),
-    );
+    // One mask per example: the diagonal blocks of `packed_mask(&splits)`.
+    let masks = splits
+        .iter()
+        .map(|example| {
+            let len: usize = example.iter().map(|s| s.len()).sum();
+            Tensor::<B, 2>::from_data(
+                TensorData::new(packed_mask(std::slice::from_ref(example)), [len, len]),
+                (&device, DType::F32),
+            )
+        })
+        .collect();
     let hidden = lm.forward_block(
         Tensor::cat(pieces, 0),
         &Routing::new(runs),
         &positions,
         model.rope_theta(),
         &mut KvCache::new(),
-        &AttentionMode::Mask(mask),
+        &AttentionMode::Segments(masks),
         false,
         None,
     );

@@ -1,0 +1,407 @@
+//! Training runs and shapes-world evaluation: what `echo4o train`, the `shapes_experiment`
+//! example and the quickstart share.
+//!
+//! A run is described by a [`RunConfig`] (JSON): the model to start from (a preset or a
+//! checkpoint folder), the data (the shapes world with a recipe mix, or any dataset folder echo4o
+//! reads), the [`TrainSettings`], and how often to save and sample. [`train`] runs it with a
+//! progress bar, saves resumable checkpoints in the official layout, writes sample grids and a
+//! JSONL log, and resumes by itself when its output folder already holds a run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use echo4o_bench::geneval::shapes::{ShapesColorClassifier, ShapesDetector};
+use echo4o_bench::geneval::{
+    EngineConfig, GenEvalScores, Metadata, evaluate_folder, write_sample_folder,
+};
+use echo4o_core::image::RgbImage;
+use echo4o_core::{DataSource, Sample, SampleImage};
+use echo4o_data::shapes::source::{Mix, Recipe, ShapesSource};
+use echo4o_model::burn::backend::Autodiff;
+use echo4o_model::burn::tensor::backend::Backend;
+use echo4o_model::codec::Codec;
+use echo4o_model::config::{AeConfig, BagelConfig, LlmConfig};
+use echo4o_model::pipeline::{BagelPipeline, PipelineRequest, save_checkpoint};
+use echo4o_model::sampling::SamplerConfig;
+use echo4o_model::tokenizer::write_byte_level_tokenizer;
+use echo4o_model::train::{TrainSettings, Trainer};
+use echo4o_model::{BackendTask, DeviceSpec};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+/// The tiny BAGEL-architecture model of the shapes experiment: both experts, 4 layers, hidden
+/// 128, GQA 4/2 heads, a byte-level vocabulary, the pixel codec (4x4 patches) with 2x2 latent
+/// patches, so a 64x64 image is 64 tokens of 192 channels. About 2.2 M parameters.
+pub fn tiny_shapes_config() -> BagelConfig {
+    let mut c = BagelConfig::tiny();
+    c.llm = LlmConfig {
+        hidden_size: 128,
+        intermediate_size: 384,
+        num_hidden_layers: 4,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: None,
+        ..c.llm
+    };
+    c.vae = AeConfig::pixel(2);
+    c.latent_patch_size = 2;
+    c.max_latent_size = 16;
+    c
+}
+
+/// Where a run's model comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelInit {
+    /// A named preset with random weights: `tiny-shapes` ([`tiny_shapes_config`]).
+    Preset(String),
+    /// A checkpoint folder to fine-tune (official layout).
+    Checkpoint(PathBuf),
+}
+
+/// Where a run's data comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataConfig {
+    /// The shapes world: recipe weights (`web`, `instruction_easy`, `instruction_medium`,
+    /// `instruction_hard`, `surreal`, `multiref`), image side and seed.
+    Shapes {
+        /// Recipe weights.
+        mix: Vec<(Recipe, f64)>,
+        /// Image side in pixels.
+        #[serde(default = "default_size")]
+        size: u32,
+        /// Seed of the stream.
+        #[serde(default)]
+        seed: u64,
+    },
+    /// Any dataset folder or file echo4o reads (Echo-4o-Image, Bagel parquet, JSONL), looped.
+    Path(PathBuf),
+}
+
+fn default_size() -> u32 {
+    64
+}
+
+/// A training run (the file `echo4o train --config` reads).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Output folder: the checkpoint (official layout), `train_state/`, `samples/`,
+    /// `train_log.jsonl`.
+    pub out: PathBuf,
+    /// The model to start from.
+    pub model: ModelInit,
+    /// The data.
+    pub data: DataConfig,
+    /// Optimisation settings.
+    #[serde(default)]
+    pub train: TrainSettings,
+    /// `cpu`, `ndarray`, `cuda:N`, `cuda-f32:N`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Save a checkpoint every this many steps (and at the end).
+    #[serde(default = "default_every")]
+    pub checkpoint_every: usize,
+    /// Write a sample grid every this many steps (0: only at the end).
+    #[serde(default = "default_every")]
+    pub sample_every: usize,
+    /// Prompts of the sample grids.
+    #[serde(default = "default_prompts")]
+    pub sample_prompts: Vec<String>,
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+
+fn default_every() -> usize {
+    500
+}
+
+fn default_prompts() -> Vec<String> {
+    [
+        "a photo of a red circle",
+        "a photo of a blue square and a yellow star",
+        "a photo of three green triangles",
+        "a photo of a white cross left of a purple diamond",
+        "a photo of an orange circle",
+        "a photo of two pink stars",
+        "a photo of a black square at the top and a brown circle at the bottom",
+        "a photo of a green star",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl RunConfig {
+    /// Reads a run file, naming the file and the field on error.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid run file", path.display()))
+    }
+
+    fn source(&self) -> anyhow::Result<Box<dyn DataSource>> {
+        Ok(match &self.data {
+            DataConfig::Shapes { mix, size, seed } => {
+                if mix.is_empty() || mix.iter().all(|(_, w)| *w <= 0.0) {
+                    bail!("data.shapes.mix: no recipe has a positive weight");
+                }
+                Box::new(ShapesSource::new(Mix(mix.clone()), *size, *seed))
+            }
+            DataConfig::Path(p) => {
+                echo4o_data::open_source(p, self.train.seed)
+                    .with_context(|| format!("data.path: {}", p.display()))?
+                    .1
+            }
+        })
+    }
+}
+
+/// A random pipeline for `config` with a byte-level tokenizer written into `dir`.
+pub fn fresh_pipeline<B: Backend>(
+    config: &BagelConfig,
+    dir: &Path,
+    device: &B::Device,
+) -> anyhow::Result<BagelPipeline<B>> {
+    save_checkpoint(
+        dir,
+        &echo4o_model::bagel::Bagel::<B>::init(config, device),
+        &Codec::<B>::init(&config.vae, device),
+        config,
+    )?;
+    write_byte_level_tokenizer(
+        &dir.join("tokenizer.json"),
+        config.llm.vocab_size as u32 - 4,
+    )?;
+    Ok(BagelPipeline::load(dir, device)?)
+}
+
+/// The sampler used for grids and evaluation of tiny models: the official T2I guidance
+/// (4.0 on [0.4, 1], global renorm) over 30 timesteps, shift 1 (64-pixel images need no shift).
+pub fn tiny_sampler() -> SamplerConfig {
+    SamplerConfig {
+        num_timesteps: 30,
+        shift: 1.0,
+        ..SamplerConfig::text_to_image()
+    }
+}
+
+/// Generates one image per prompt and lays them out in a captioned grid.
+pub fn sample_grid<B: Backend>(
+    pipe: &BagelPipeline<B>,
+    prompts: &[String],
+    seed: u64,
+    size: u32,
+) -> anyhow::Result<RgbImage> {
+    let mut samples = Vec::new();
+    for (i, p) in prompts.iter().enumerate() {
+        let img = generate(pipe, p, seed + i as u64, size)?;
+        samples.push(Sample::new(
+            i.to_string(),
+            p.clone(),
+            SampleImage::decoded(img, "generated"),
+        ));
+    }
+    Ok(echo4o_data::contact_sheet::contact_sheet(&samples, 4))
+}
+
+/// One text-to-image generation with [`tiny_sampler`].
+pub fn generate<B: Backend>(
+    pipe: &BagelPipeline<B>,
+    prompt: &str,
+    seed: u64,
+    size: u32,
+) -> anyhow::Result<RgbImage> {
+    let request = PipelineRequest {
+        prompt: prompt.to_string(),
+        references: vec![],
+        size: Some((size, size)),
+        sampler: tiny_sampler(),
+        seed,
+    };
+    Ok(pipe.generate(&request, |_, _| {})?)
+}
+
+/// Generates `per_prompt` images for each prompt into GenEval's layout under `images`, then
+/// scores them with the shapes detector through GenEval's rule engine (results, summary and
+/// reports under `out`).
+pub fn evaluate_shapes<B: Backend>(
+    pipe: &BagelPipeline<B>,
+    metadata: &[Metadata],
+    per_prompt: usize,
+    images: &Path,
+    out: &Path,
+    size: u32,
+    progress: &ProgressBar,
+) -> anyhow::Result<GenEvalScores> {
+    for (i, m) in metadata.iter().enumerate() {
+        let imgs = (0..per_prompt)
+            .map(|k| generate(pipe, &m.prompt, (i * per_prompt + k) as u64, size))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        write_sample_folder(images, i, m, &imgs)?;
+        progress.inc(1);
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (_, scores) = evaluate_folder(
+        images,
+        out,
+        &ShapesDetector::default(),
+        &ShapesColorClassifier,
+        &EngineConfig::default(),
+    )?;
+    Ok(scores)
+}
+
+/// What a run reports at the end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// Steps done.
+    pub steps: usize,
+    /// Mean loss over the last 100 steps.
+    pub final_loss: f32,
+    /// Wall time of this invocation's steps.
+    pub seconds: f64,
+}
+
+struct TrainTask {
+    config: RunConfig,
+    quiet: bool,
+}
+
+impl BackendTask for TrainTask {
+    type Output = anyhow::Result<RunOutcome>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        run_on::<B>(&self.config, self.quiet, &device)
+    }
+}
+
+/// Runs (or resumes) `config` on its device.
+pub fn train(config: &RunConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
+    let device: DeviceSpec = config
+        .device
+        .parse()
+        .with_context(|| format!("device: {}", config.device))?;
+    device.run(TrainTask {
+        config: config.clone(),
+        quiet,
+    })?
+}
+
+fn run_on<B: Backend>(
+    config: &RunConfig,
+    quiet: bool,
+    device: &B::Device,
+) -> anyhow::Result<RunOutcome> {
+    let out = &config.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut trainer = if out.join("train_state/state.json").is_file() {
+        let t = Trainer::<Autodiff<B>>::resume(out, Some(config.train.steps), device)
+            .with_context(|| format!("resuming the run in {}", out.display()))?;
+        if !quiet {
+            eprintln!("resuming {} at step {}", out.display(), t.step_count());
+        }
+        t
+    } else {
+        let pipe = match &config.model {
+            ModelInit::Preset(name) if name == "tiny-shapes" => {
+                fresh_pipeline::<B>(&tiny_shapes_config(), out, device)?
+            }
+            ModelInit::Preset(name) => {
+                bail!("model.preset: unknown preset {name:?} (known: tiny-shapes)")
+            }
+            ModelInit::Checkpoint(dir) => BagelPipeline::load(dir, device)
+                .with_context(|| format!("model.checkpoint: {}", dir.display()))?,
+        };
+        Trainer::<Autodiff<B>>::new(pipe, config.train.clone(), device)
+    };
+    let size = match &config.data {
+        DataConfig::Shapes { size, .. } => *size,
+        DataConfig::Path(_) => 256,
+    };
+    let source = config.source()?;
+    let batch_size = config.train.batch_size.max(1);
+    let total = config.train.steps;
+    // Resume where the stream was: skip the samples earlier steps used.
+    let mut stream: Box<dyn Iterator<Item = echo4o_core::Result<Sample>> + Send + '_> =
+        Box::new(source.samples().skip(trainer.step_count() * batch_size));
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps, {msg}, {per_sec}, ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(trainer.step_count() as u64);
+    bar.reset_eta();
+    let log_path = out.join("train_log.jsonl");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let started = Instant::now();
+    let mut recent: Vec<f32> = Vec::new();
+    let samples_dir = out.join("samples");
+    while trainer.step_count() < total {
+        let mut batch = Vec::with_capacity(batch_size);
+        while batch.len() < batch_size {
+            match stream.next() {
+                Some(Ok(s)) => batch.push(s),
+                Some(Err(e)) => return Err(e).context("reading training data"),
+                // A finite dataset loops.
+                None => stream = source.samples(),
+            }
+        }
+        let stats = trainer.train_step(&batch)?;
+        recent.push(stats.loss);
+        if recent.len() > 100 {
+            recent.remove(0);
+        }
+        let mean = recent.iter().sum::<f32>() / recent.len() as f32;
+        bar.set_message(format!("loss {mean:.4}"));
+        bar.inc(1);
+        writeln!(
+            log,
+            "{{\"step\":{},\"loss\":{},\"mse\":{},\"lr\":{},\"seconds\":{:.3}}}",
+            stats.step,
+            stats.loss,
+            stats.mse,
+            stats.lr,
+            started.elapsed().as_secs_f64()
+        )
+        .with_context(|| format!("writing {}", log_path.display()))?;
+        let step = stats.step;
+        if step % config.checkpoint_every.max(1) == 0 || step == total {
+            trainer
+                .save(out)
+                .with_context(|| format!("saving {}", out.display()))?;
+        }
+        if (config.sample_every > 0 && step % config.sample_every == 0) || step == total {
+            std::fs::create_dir_all(&samples_dir)
+                .with_context(|| format!("creating {}", samples_dir.display()))?;
+            let grid = sample_grid(&trainer.ema_pipeline(), &config.sample_prompts, 0, size)?;
+            echo4o_core::save_image(&grid, &samples_dir.join(format!("step_{step:06}.png")))?;
+        }
+    }
+    bar.finish_and_clear();
+    let final_loss = if recent.is_empty() {
+        f32::NAN
+    } else {
+        recent.iter().sum::<f32>() / recent.len() as f32
+    };
+    Ok(RunOutcome {
+        steps: trainer.step_count(),
+        final_loss,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,121 @@
+//! `echo4o train` end to end: a short run writes a loadable checkpoint, a log and a sample grid,
+//! a second invocation resumes it, and a bad run file names what is wrong.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+fn write_config(dir: &std::path::Path, preset: &str) -> std::path::PathBuf {
+    let config = serde_json::json!({
+        "out": dir.join("run"),
+        "model": {"preset": preset},
+        "data": {"shapes": {"mix": [["web", 0.5], ["multiref", 0.5]], "size": 64, "seed": 3}},
+        "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1},
+        "checkpoint_every": 1,
+        "sample_every": 0,
+        "sample_prompts": ["a photo of a red circle"]
+    });
+    let path = dir.join("run.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    path
+}
+
+fn echo4o(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_echo4o"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_run_trains_saves_samples_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "tiny-shapes");
+    let first = echo4o(&["train", "--config", config.to_str().unwrap()]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let run = dir.path().join("run");
+    for f in [
+        "ema.safetensors",
+        "llm_config.json",
+        "ae_config.json",
+        "tokenizer.json",
+        "train_state/state.json",
+        "samples/step_000002.png",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let second = echo4o(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "3",
+    ]);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains("at step 2"));
+    let log = std::fs::read_to_string(run.join("train_log.jsonl")).unwrap();
+    let steps: Vec<u64> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, [1, 2, 3]);
+    // The checkpoint generates.
+    let out = dir.path().join("img.png");
+    let gen_ = echo4o(&[
+        "generate",
+        "--model",
+        run.to_str().unwrap(),
+        "--prompt",
+        "a red circle",
+        "--size",
+        "64x64",
+        "--steps",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        gen_.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen_.stderr)
+    );
+    assert!(out.is_file());
+}
+
+#[test]
+fn bad_run_files_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "huge");
+    let out = echo4o(&["train", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("model.preset") && err.contains("huge"),
+        "{err}"
+    );
+
+    let path = dir.path().join("typo.json");
+    std::fs::write(
+        &path,
+        r#"{"out": "x", "model": {"preset": "tiny-shapes"}, "data": {"path": "y"}, "trian": {}}"#,
+    )
+    .unwrap();
+    let out = echo4o(&["train", "--config", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("typo.json") && err.contains("trian"),
+        "{err}"
+    );
+}
