@@ -82,16 +82,8 @@ impl BackendTask for Run {
         let scores = evaluate_shapes(&pipe, &prompts, 1, &images, &args.out, 64, &bar)?;
         bar.finish_and_clear();
 
-        println!("\n{:<26} {:>7}  {:>8}", "tag", "images", "correct");
-        for (tag, n, score) in &scores.tasks {
-            println!("{tag:<26} {n:>7}  {:>7.1}%", score * 100.0);
-        }
-        println!(
-            "{:<26} {:>7}  {:>7.1}%",
-            "overall (mean of tags)",
-            prompts.len(),
-            scores.overall * 100.0
-        );
+        println!();
+        print!("{}", scores.table());
 
         // The grid: every image with its prompt.
         let mut samples = Vec::new();

@@ -179,28 +179,11 @@ pub fn run(args: BenchArgs, quiet: bool) -> anyhow::Result<()> {
 }
 
 fn geneval(images: &Path, out: &Path, quiet: bool) -> anyhow::Result<()> {
-    use echo4o::bench::geneval::shapes::{ShapesColorClassifier, ShapesDetector};
-    use echo4o::bench::geneval::{EngineConfig, evaluate_folder};
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let (results, scores) = evaluate_folder(
-        images,
-        out,
-        &ShapesDetector::default(),
-        &ShapesColorClassifier,
-        &EngineConfig::default(),
-    )?;
+    let (_, scores) = echo4o::bench::geneval::shapes::score_folder(images, out)?;
     if !quiet {
-        for (task, n, score) in &scores.tasks {
-            println!("{task:<26} {n:>5} images  {:>6.2}%", score * 100.0);
-        }
+        print!("{}", scores.table());
         println!(
-            "{:<26} {:>5} images  {:>6.2}%",
-            "overall (mean of tasks)",
-            results.len(),
-            scores.overall * 100.0
-        );
-        println!(
-            "\nwrote {} (results.jsonl, summary.json, report.md)",
+            "\nwrote {} (results.jsonl, summary.json, report.md, report.html)",
             out.display()
         );
     }

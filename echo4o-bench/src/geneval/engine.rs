@@ -401,6 +401,26 @@ pub struct GenEvalScores {
     pub correct_prompts: f64,
 }
 
+impl GenEvalScores {
+    /// A plain-text table: one line per task (images, score in percent), then the overall.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        for (task, n, score) in &self.tasks {
+            t.push_str(&format!(
+                "{task:<26} {n:>5} images  {:>6.2}%\n",
+                score * 100.0
+            ));
+        }
+        let n: usize = self.tasks.iter().map(|x| x.1).sum();
+        t.push_str(&format!(
+            "{:<26} {n:>5} images  {:>6.2}%\n",
+            "overall (mean of tasks)",
+            self.overall * 100.0
+        ));
+        t
+    }
+}
+
 /// Task score = mean over the task's images; overall = unweighted mean of the tasks present, in
 /// canonical order (not the file-system order the official script happens to print).
 pub fn summarize(results: &[ImageResult]) -> GenEvalScores {

@@ -23,7 +23,9 @@ use std::sync::OnceLock;
 use echo4o_data::shapes::{Colour, Shape, distance};
 use image::{GrayImage, Luma, RgbImage};
 
-use super::engine::{ColorClassifier, Detection, Detector};
+use super::engine::{
+    ColorClassifier, Detection, Detector, EngineConfig, GenEvalScores, ImageResult, evaluate_folder,
+};
 use super::geometry::BBox;
 use crate::Result;
 
@@ -240,6 +242,22 @@ impl ColorClassifier for ShapesColorClassifier {
             })
             .collect())
     }
+}
+
+/// Scores a GenEval-layout folder of shapes images with [`ShapesDetector`],
+/// [`ShapesColorClassifier`] and the official engine settings (results and reports under `out`).
+pub fn score_folder(
+    images: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<(Vec<ImageResult>, GenEvalScores)> {
+    std::fs::create_dir_all(out).map_err(|e| crate::Error::io(out, e))?;
+    evaluate_folder(
+        images,
+        out,
+        &ShapesDetector::default(),
+        &ShapesColorClassifier,
+        &EngineConfig::default(),
+    )
 }
 
 #[cfg(test)]
