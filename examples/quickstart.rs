@@ -88,7 +88,7 @@ impl BackendTask for Run {
         // The grid: every image with its prompt.
         let mut samples = Vec::new();
         for (i, m) in prompts.iter().enumerate() {
-            let path = images.join(format!("{i:05}/samples/0000.png"));
+            let path = images.join(format!("{i:05}/samples/00000.png"));
             let img = echo4o::core::load_image(&path)?;
             samples.push(Sample::new(
                 i.to_string(),
