@@ -302,8 +302,6 @@ fn run_on<B: Backend>(
         }
         t
     } else {
-        // Seed the backend so a preset's random initial weights are reproducible.
-        B::seed(device, config.train.seed);
         let pipe = match &config.model {
             ModelInit::Preset(name) if name == "tiny-shapes" => {
                 fresh_pipeline::<B>(&tiny_shapes_config(), out, device)?
