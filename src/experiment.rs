@@ -23,7 +23,7 @@ use echo4o_model::config::{AeConfig, BagelConfig, LlmConfig};
 use echo4o_model::pipeline::{BagelPipeline, PipelineRequest, save_checkpoint};
 use echo4o_model::sampling::SamplerConfig;
 use echo4o_model::tokenizer::write_byte_level_tokenizer;
-use echo4o_model::train::{TrainSettings, Trainer};
+use echo4o_model::train::{TrainSettings, Trainer, seeded_init};
 use echo4o_model::{BackendTask, DeviceSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -163,15 +163,17 @@ impl RunConfig {
     }
 }
 
-/// A random pipeline for `config` with a byte-level tokenizer written into `dir`.
+/// A random pipeline for `config`, its weights drawn from `seed` ([`seeded_init`]), with a
+/// byte-level tokenizer written into `dir`.
 pub fn fresh_pipeline<B: Backend>(
     config: &BagelConfig,
     dir: &Path,
+    seed: u64,
     device: &B::Device,
 ) -> anyhow::Result<BagelPipeline<B>> {
     save_checkpoint(
         dir,
-        &echo4o_model::bagel::Bagel::<B>::init(config, device),
+        &seeded_init(echo4o_model::bagel::Bagel::<B>::init(config, device), seed),
         &Codec::<B>::init(&config.vae, device),
         config,
     )?;
@@ -304,7 +306,7 @@ fn run_on<B: Backend>(
     } else {
         let pipe = match &config.model {
             ModelInit::Preset(name) if name == "tiny-shapes" => {
-                fresh_pipeline::<B>(&tiny_shapes_config(), out, device)?
+                fresh_pipeline::<B>(&tiny_shapes_config(), out, config.train.seed, device)?
             }
             ModelInit::Preset(name) => {
                 bail!("model.preset: unknown preset {name:?} (known: tiny-shapes)")

@@ -1,7 +1,9 @@
 //! Training: the official flow-matching objective ([`objective`]) and the training state
 //! ([`trainer`]: AdamW, EMA, freezing, checkpoints, resume).
 
+mod init;
 pub mod objective;
 pub mod trainer;
 
+pub use init::seeded_init;
 pub use trainer::{StepStats, TrainSettings, Trainer};

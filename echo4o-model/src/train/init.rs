@@ -1,0 +1,77 @@
+//! A seeded initialisation of a model's random weights, so a training run started from a preset
+//! is reproducible: burn draws its initial weights from a generator no seed reaches.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal, Uniform};
+
+/// Redraws every random parameter of `module` from a ChaCha8 stream seeded by `seed`, with burn's
+/// default distributions: embeddings N(0, 1); linear weights `[in, out]` and their biases
+/// U(-1/sqrt(in), 1/sqrt(in)). Norm weights and biases and the sin-cos position tables keep their
+/// constant values.
+///
+/// ```
+/// use echo4o_model::bagel::Bagel;
+/// use echo4o_model::config::BagelConfig;
+/// use echo4o_model::train::seeded_init;
+///
+/// let dev = Default::default();
+/// let c = BagelConfig::tiny();
+/// let a = seeded_init(Bagel::<burn_flex::Flex>::init(&c, &dev), 7);
+/// let b = seeded_init(Bagel::<burn_flex::Flex>::init(&c, &dev), 7);
+/// assert_eq!(a.vae2llm.weight.val().into_data(), b.vae2llm.weight.val().into_data());
+/// ```
+pub fn seeded_init<B: Backend, M: Module<B>>(module: M, seed: u64) -> M {
+    module.map(&mut Redraw {
+        rng: ChaCha8Rng::seed_from_u64(seed),
+        path: Vec::new(),
+        fan_in: 1,
+    })
+}
+
+struct Redraw {
+    rng: ChaCha8Rng,
+    path: Vec<String>,
+    fan_in: usize,
+}
+
+impl<B: Backend> ModuleMapper<B> for Redraw {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let path = self.path.join(".");
+        if path.contains("norm") || path.contains("pos_embed") {
+            return param;
+        }
+        let embedding = path.ends_with("embed_tokens") || path.ends_with("position_embedding");
+        let rng = &mut self.rng;
+        let fan_in = &mut self.fan_in;
+        param.map(|t| {
+            let dims = t.dims();
+            let n: usize = dims.iter().product();
+            let values: Vec<f32> = if embedding {
+                (0..n).map(|_| StandardNormal.sample(rng)).collect()
+            } else {
+                if D == 2 {
+                    *fan_in = dims[0];
+                }
+                let bound = 1.0 / (*fan_in as f32).sqrt();
+                match Uniform::new_inclusive(-bound, bound) {
+                    Ok(u) => (0..n).map(|_| u.sample(rng)).collect(),
+                    Err(_) => vec![0.0; n],
+                }
+            };
+            let device = t.device();
+            Tensor::from_data(TensorData::new(values, dims), (&device, t.dtype()))
+        })
+    }
+}
