@@ -103,7 +103,10 @@ impl BagelTokenizer {
 /// `base..base + 4`: the tokenizer of tiny models trained from scratch.
 pub fn write_byte_level_tokenizer(path: &Path, base: u32) -> Result<(), Error> {
     let mut vocab = tokenizers::models::bpe::Vocab::new();
-    for (i, ch) in ByteLevel::alphabet().into_iter().enumerate() {
+    // `alphabet()` is a HashSet: sort it, or every call numbers the bytes differently.
+    let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
+    alphabet.sort_unstable();
+    for (i, ch) in alphabet.into_iter().enumerate() {
         vocab.insert(ch.to_string(), i as u32);
     }
     let bad = |message: String| Error::Config {
