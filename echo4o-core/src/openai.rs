@@ -5,6 +5,11 @@
 //! with exponential backoff and full jitter, honouring `Retry-After`; a 429 whose error code is
 //! `insufficient_quota` is permanent, as are other 4xx. Content problems (a reply that is not the
 //! JSON a benchmark wants) are the benchmark's to retry.
+//!
+//! [`images`] is the images API client (generations and multi-image edits) the synthesis
+//! pipeline uses.
+
+pub mod images;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Test support shared by echo4o's crates: a real HTTP server on `127.0.0.1` that speaks enough
-//! of OpenAI's chat-completions API to test clients and benchmark runners, replies from a script,
-//! and records every request it receives.
+//! of OpenAI's chat-completions and images APIs to test clients, benchmark runners and synthesis
+//! jobs, replies from a script, and records every request it receives (path, headers, body).
 #![deny(missing_docs)]
 #![allow(clippy::unwrap_used)]
 
@@ -31,6 +31,15 @@ pub enum MockReply {
         /// The `Retry-After` value, in seconds (fractions allowed).
         secs: f64,
     },
+    /// Any status with a JSON body and extra headers (images replies, errors with request ids).
+    Json {
+        /// HTTP status.
+        status: u16,
+        /// Body.
+        body: Value,
+        /// Extra response headers.
+        headers: Vec<(String, String)>,
+    },
     /// Wait, then answer with the inner reply.
     Delayed(Duration, Box<MockReply>),
 }
@@ -46,6 +55,34 @@ impl MockReply {
         MockReply::Raw {
             status,
             body: body.into(),
+        }
+    }
+
+    /// 200 with a JSON body.
+    pub fn json(body: Value) -> Self {
+        MockReply::Json {
+            status: 200,
+            body,
+            headers: vec![],
+        }
+    }
+
+    /// This reply with an extra response header.
+    pub fn with_header(self, name: &str, value: &str) -> Self {
+        match self {
+            MockReply::Json {
+                status,
+                body,
+                mut headers,
+            } => {
+                headers.push((name.to_string(), value.to_string()));
+                MockReply::Json {
+                    status,
+                    body,
+                    headers,
+                }
+            }
+            other => other,
         }
     }
 
@@ -69,7 +106,11 @@ struct State {
 /// A request the server received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
-    /// The JSON body.
+    /// The request path, e.g. `/v1/images/edits`.
+    pub path: String,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The JSON body; a body that is not JSON (multipart) is kept as a lossy UTF-8 string.
     pub body: Value,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
@@ -84,7 +125,9 @@ pub struct MockServer {
 
 impl MockServer {
     /// Starts a server on `127.0.0.1:0`. `script(body, n)` decides the reply to the `n`-th request
-    /// (0-based, counted over all requests) whose JSON body is `body`.
+    /// (0-based, counted over all requests) whose JSON body is `body`. Every POST path is served
+    /// (`/v1/chat/completions`, `/v1/images/generations`, `/v1/images/edits`, ...); the script
+    /// tells them apart by [`Recorded::path`] via [`MockServer::requests`] or by the body.
     pub async fn start(
         script: impl Fn(&Value, usize) -> MockReply + Send + Sync + 'static,
     ) -> Self {
@@ -94,7 +137,8 @@ impl MockServer {
             requests: requests.clone(),
         };
         let app = Router::new()
-            .route("/v1/chat/completions", post(handle))
+            .route("/{*path}", post(handle))
+            .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -132,13 +176,20 @@ impl Drop for MockServer {
 
 async fn handle(
     axum::extract::State(state): axum::extract::State<State>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    body: String,
+    body: axum::body::Bytes,
 ) -> Response {
-    let body: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     let n = {
         let mut requests = state.requests.lock().unwrap();
         requests.push(Recorded {
+            path: uri.path().to_string(),
+            content_type: headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
             body: body.clone(),
             authorization: headers
                 .get("authorization")
@@ -164,6 +215,21 @@ async fn handle(
                     "usage": {"prompt_tokens": USAGE.0, "completion_tokens": USAGE.1, "total_tokens": USAGE.0 + USAGE.1}
                 }))
                 .into_response();
+            }
+            MockReply::Json {
+                status,
+                body,
+                headers,
+            } => {
+                let mut response =
+                    (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
+                for (k, v) in headers {
+                    response.headers_mut().insert(
+                        axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                        HeaderValue::from_str(&v).unwrap(),
+                    );
+                }
+                return response;
             }
             MockReply::Raw { status, body } => {
                 return (StatusCode::from_u16(status).unwrap(), body).into_response();
