@@ -27,6 +27,7 @@ pub mod loader;
 mod open;
 pub mod parquet;
 pub mod shapes;
+pub mod synth;
 pub mod transforms;
 
 pub use echo4o_core::{DataSource, InMemorySource, Sample, SampleImage};

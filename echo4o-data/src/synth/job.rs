@@ -1,0 +1,921 @@
+//! Running a synthesis job: prompts in, verified samples with provenance out; resumable,
+//! concurrent, rate-limited and under budget.
+//!
+//! Layout of the job folder:
+//! - `job.json`: the backend description the job was started with (a rerun with another backend
+//!   is refused, so one folder never mixes two generators);
+//! - `ledger.jsonl`: request states (see [`super::ledger`]);
+//! - `images/<key>.<ext>` and `responses/<key>.json`: each image and what the backend said,
+//!   written atomically before the ledger records `done`;
+//! - `provenance.jsonl`: one record per finished prompt ([`Provenance`]), fsync'd; a rerun skips
+//!   every prompt it holds.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use echo4o_core::Usage;
+use echo4o_core::openai::images::{FailureKind, ImageUsage, ReferenceImage};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::backend::{BackendFailure, Generated, SynthBackend};
+use super::ledger::{Ledger, State, now, request_key};
+use super::multiref::sha256_hex;
+use super::verify::{Rewriter, Verification, Verifier, VerifyInput};
+use super::{RecipeKind, Reference, SynthPrompt};
+use crate::{Error, Result};
+
+/// Prices in US dollars, per million tokens unless said otherwise; cost is computed from each
+/// reply's `usage`. Record `version` (where the prices came from, and when).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prices {
+    /// Image API text input.
+    pub text_input: f64,
+    /// Image API image input (references).
+    pub image_input: f64,
+    /// Image API output (the image tokens).
+    pub image_output: f64,
+    /// Per image, used when a reply has no `usage` (local servers send none).
+    pub per_image: f64,
+    /// Chat model input (judge, rewriter).
+    pub chat_input: f64,
+    /// Chat model output.
+    pub chat_output: f64,
+    /// Where these prices come from.
+    pub version: String,
+}
+
+impl Prices {
+    /// The cost of one image reply.
+    pub fn image_cost(&self, usage: Option<&ImageUsage>) -> f64 {
+        match usage {
+            Some(u) => {
+                (u.text_input_tokens as f64 * self.text_input
+                    + u.image_input_tokens as f64 * self.image_input
+                    + u.output_tokens as f64 * self.image_output)
+                    / 1e6
+            }
+            None => self.per_image,
+        }
+    }
+
+    /// The cost of one chat reply.
+    pub fn chat_cost(&self, usage: Option<&Usage>) -> f64 {
+        usage.map_or(0.0, |u| {
+            (u.prompt_tokens as f64 * self.chat_input
+                + u.completion_tokens as f64 * self.chat_output)
+                / 1e6
+        })
+    }
+}
+
+/// How a job runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobConfig {
+    /// The job folder.
+    pub out: PathBuf,
+    /// Seed of every per-prompt seed (local backends); OpenAI takes none.
+    pub seed: u64,
+    /// Prompts in flight at once. By default 4.
+    pub concurrency: usize,
+    /// Most requests started per minute; `None` for no limit.
+    pub requests_per_minute: Option<f64>,
+    /// Stop starting requests once this many images exist (all runs of the job together).
+    pub max_images: Option<usize>,
+    /// Stop starting requests once this much was spent (this run, images and chat tokens).
+    pub max_cost: Option<f64>,
+    /// Prices for cost.
+    pub prices: Prices,
+    /// Rewrites per image before it is dropped. By default 1.
+    pub max_rewrites: usize,
+}
+
+impl JobConfig {
+    /// A job in `out` with the defaults.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        JobConfig {
+            out: out.into(),
+            seed: 0,
+            concurrency: 4,
+            requests_per_minute: None,
+            max_images: None,
+            max_cost: None,
+            prices: Prices::default(),
+            max_rewrites: 1,
+        }
+    }
+}
+
+/// Counters of a run, passed to the observer after every change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// Prompts given.
+    pub total: usize,
+    /// Prompts finished in an earlier run, skipped.
+    pub resumed: usize,
+    /// Prompts finished (with a provenance record) in this run.
+    pub finished: usize,
+    /// Requests sent in this run.
+    pub requests: usize,
+    /// Images reused from disk without a request (a kill between image and record).
+    pub reused: usize,
+    /// Samples whose image matched the recipe's prompt.
+    pub aligned: usize,
+    /// Samples kept with a rewritten prompt.
+    pub rewritten: usize,
+    /// Samples kept without verification (no verifier).
+    pub unverified: usize,
+    /// Samples dropped after the last rewrite still failed.
+    pub dropped: usize,
+    /// Prompts refused by the safety system (and dropped, or rewritten once).
+    pub refused: usize,
+    /// Requests that failed for good.
+    pub failed: usize,
+    /// Requests that may be retried by a rerun.
+    pub retryable: usize,
+    /// Dollars spent in this run.
+    pub cost: f64,
+    /// Why the job stopped early (quota, key, budget), if it did.
+    pub stopped: Option<String>,
+}
+
+/// One verification round of a sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    /// The prompt checked.
+    pub prompt: String,
+    /// Its metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    /// Who wrote it: `recipe` or the rewriter's name.
+    pub written_by: String,
+    /// The verifier's name.
+    pub verifier: String,
+    /// Its verdict.
+    pub verification: Verification,
+}
+
+/// What became of a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The image matched the recipe's prompt.
+    Aligned,
+    /// Kept with a rewritten prompt.
+    Rewritten,
+    /// Kept without verification.
+    Unverified,
+    /// Generated, but no prompt matched within the rewrites.
+    Dropped,
+    /// Refused by the safety system (after the one rewrite, if any).
+    Refused,
+    /// The request failed for good.
+    Failed,
+}
+
+impl Outcome {
+    /// Whether the sample goes into the dataset.
+    pub fn kept(self) -> bool {
+        matches!(
+            self,
+            Outcome::Aligned | Outcome::Rewritten | Outcome::Unverified
+        )
+    }
+}
+
+/// The provenance of one prompt: everything needed to know where a sample came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The prompt as the recipe wrote it (recipe, category, template, attributes, checklist,
+    /// references with hashes and licences, who wrote it).
+    pub prompt: SynthPrompt,
+    /// What became of it.
+    pub outcome: Outcome,
+    /// The prompt the sample is kept with (the last aligned one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_prompt: Option<String>,
+    /// Its metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_metadata: Option<Map<String, Value>>,
+    /// The request key of the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The prompt actually sent (differs from the recipe's after a refusal rewrite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_prompt: Option<String>,
+    /// The image file, relative to the job folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// SHA-256 of the image bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_sha256: Option<String>,
+    /// The backend, model and parameters.
+    pub backend: Value,
+    /// The seed sent (`None` where the backend takes none, e.g. OpenAI: not reproducible).
+    pub seed: Option<u64>,
+    /// The backend's `revised_prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revised_prompt: Option<String>,
+    /// Request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// `created`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
+    /// Raw `usage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
+    /// Fields sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Map<String, Value>>,
+    /// Options the backend did not take.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub omitted: Vec<String>,
+    /// Requests sent for it (retries included).
+    pub attempts: u32,
+    /// Dollars: the image plus every judge and rewriter call.
+    pub cost: f64,
+    /// The prices' version.
+    pub prices_version: String,
+    /// Every verification round, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<Round>,
+    /// The refusal, when there was one: the server's error body, and the prompt rewritten for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Value>,
+    /// The error of a failed request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Unix time the record was written.
+    pub finished_at: f64,
+}
+
+/// A synthesis job: a backend, an optional verifier and rewriter, a configuration.
+pub struct SynthJob {
+    config: JobConfig,
+    backend: Arc<dyn SynthBackend>,
+    verifier: Option<Arc<dyn Verifier>>,
+    rewriter: Option<Arc<dyn Rewriter>>,
+    observer: Option<Arc<dyn Fn(&Stats) + Send + Sync>>,
+}
+
+/// The response sidecar written beside each image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Sidecar {
+    prompt: String,
+    seed: Option<u64>,
+    revised_prompt: Option<String>,
+    usage: Option<Value>,
+    request_id: Option<String>,
+    created: Option<i64>,
+    attempts: u32,
+    sent: Map<String, Value>,
+    omitted: Vec<String>,
+    cost: f64,
+    image: String,
+}
+
+struct Run<'a> {
+    job: &'a SynthJob,
+    ledger: Ledger,
+    backend_desc: Value,
+    stats: Mutex<Stats>,
+    stop: AtomicBool,
+    images: AtomicUsize,
+    next_slot: tokio::sync::Mutex<tokio::time::Instant>,
+    provenance: Mutex<std::fs::File>,
+}
+
+enum Obtained {
+    Image {
+        key: String,
+        sidecar: Sidecar,
+        bytes: Vec<u8>,
+    },
+    Failed {
+        key: String,
+        failure: BackendFailure,
+    },
+    /// The job is stopping; nothing was sent.
+    Stopped,
+}
+
+impl SynthJob {
+    /// A job with `backend` and no verifier (every image kept with its prompt).
+    pub fn new(config: JobConfig, backend: Arc<dyn SynthBackend>) -> Self {
+        SynthJob {
+            config,
+            backend,
+            verifier: None,
+            rewriter: None,
+            observer: None,
+        }
+    }
+
+    /// Verifies every image.
+    pub fn with_verifier(mut self, verifier: Arc<dyn Verifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// Rewrites prompts of misaligned images (and a refused instruction prompt, once).
+    pub fn with_rewriter(mut self, rewriter: Arc<dyn Rewriter>) -> Self {
+        self.rewriter = Some(rewriter);
+        self
+    }
+
+    /// Calls `observer` with the counters after every change (draw a progress bar with it).
+    pub fn with_observer(mut self, observer: impl Fn(&Stats) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// The per-prompt seed: from the job seed and the prompt id.
+    pub fn prompt_seed(&self, id: &str) -> u64 {
+        let h = sha256_hex(format!("{}:{id}", self.config.seed).as_bytes());
+        u64::from_str_radix(&h[..16], 16).unwrap_or(0)
+    }
+
+    /// The key of the request for `prompt` with `text`.
+    pub fn key(&self, prompt: &SynthPrompt, text: &str) -> String {
+        let seed = self
+            .backend
+            .takes_seed()
+            .then(|| self.prompt_seed(&prompt.id));
+        request_key(&json!({
+            "backend": self.backend.describe(),
+            "prompt": text,
+            "references": prompt.references.iter().map(|r| r.sha256.clone()).collect::<Vec<_>>(),
+            "seed": seed,
+        }))
+    }
+
+    /// Runs the job over `prompts`: skips what a previous run finished, generates, verifies,
+    /// rewrites, and appends one provenance record per finished prompt. Returns the counters;
+    /// `stats.stopped` says why it stopped early, if it did.
+    pub async fn run(&self, prompts: Vec<SynthPrompt>) -> Result<Stats> {
+        let out = &self.config.out;
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let backend_desc = self.backend.describe();
+        let job_file = out.join("job.json");
+        match std::fs::read_to_string(&job_file) {
+            Ok(text) => {
+                let old: Value = serde_json::from_str(&text).map_err(|e| Error::Line {
+                    path: job_file.clone(),
+                    line: 1,
+                    message: e.to_string(),
+                })?;
+                if old.get("backend") != Some(&backend_desc) {
+                    return Err(Error::Layout {
+                        path: out.clone(),
+                        message: format!(
+                            "this job folder was started with backend {}, not {}; use another --out",
+                            old.get("backend").unwrap_or(&Value::Null),
+                            backend_desc
+                        ),
+                    });
+                }
+            }
+            Err(_) => {
+                let text = serde_json::to_string_pretty(
+                    &json!({"backend": backend_desc, "seed": self.config.seed}),
+                )
+                .unwrap_or_default();
+                echo4o_core::fs::write_atomic(&job_file, text.as_bytes())?;
+            }
+        }
+        let done = finished_ids(&out.join("provenance.jsonl"))?;
+        let ledger = Ledger::open(&out.join("ledger.jsonl"))?;
+        let provenance_path = out.join("provenance.jsonl");
+        let provenance = open_append(&provenance_path)?;
+        let mut stats = Stats {
+            total: prompts.len(),
+            ..Stats::default()
+        };
+        let todo: Vec<SynthPrompt> = prompts
+            .into_iter()
+            .filter(|p| {
+                let skip = done.contains(&p.id);
+                stats.resumed += usize::from(skip);
+                !skip
+            })
+            .collect();
+        let run = Run {
+            job: self,
+            images: AtomicUsize::new(ledger.count(State::Done)),
+            ledger,
+            backend_desc,
+            stats: Mutex::new(stats),
+            stop: AtomicBool::new(false),
+            next_slot: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            provenance: Mutex::new(provenance),
+        };
+        run.notify();
+        let results: Vec<Result<()>> = futures::stream::iter(todo)
+            .map(|p| run.process(p))
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        let stats = run.stats.lock().map(|s| s.clone()).unwrap_or_default();
+        Ok(stats)
+    }
+}
+
+fn open_append(path: &Path) -> Result<std::fs::File> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        // A record cut off by a kill: drop it (its prompt is redone from the ledger and disk).
+        let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        f.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(f)
+}
+
+/// Reads `provenance.jsonl` (a cut-off last line is ignored).
+pub fn read_provenance(path: &Path) -> Result<Vec<Provenance>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Provenance>(line) {
+            Ok(p) => out.push(p),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(e) => {
+                return Err(Error::Line {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn finished_ids(path: &Path) -> Result<HashSet<String>> {
+    Ok(read_provenance(path)?
+        .into_iter()
+        .map(|p| p.prompt.id)
+        .collect())
+}
+
+fn extension(bytes: &[u8]) -> &'static str {
+    match echo4o_core::image::guess_format(bytes) {
+        Ok(echo4o_core::image::ImageFormat::Jpeg) => "jpg",
+        Ok(echo4o_core::image::ImageFormat::WebP) => "webp",
+        _ => "png",
+    }
+}
+
+impl Run<'_> {
+    fn notify(&self) {
+        if let (Some(obs), Ok(s)) = (&self.job.observer, self.stats.lock()) {
+            obs(&s);
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Stats)) {
+        if let Ok(mut s) = self.stats.lock() {
+            f(&mut s);
+        }
+        self.notify();
+    }
+
+    fn stop(&self, why: String) {
+        if !self.stop.swap(true, Ordering::SeqCst) {
+            tracing::warn!("stopping the job: {why}");
+            self.update(|s| s.stopped = Some(why));
+        }
+    }
+
+    fn spent(&self) -> f64 {
+        self.stats.lock().map(|s| s.cost).unwrap_or(0.0)
+    }
+
+    /// An image for `text`: from disk if a previous run made it, else one request.
+    async fn obtain(&self, prompt: &SynthPrompt, text: &str) -> Result<Obtained> {
+        let config = &self.job.config;
+        let key = self.job.key(prompt, text);
+        let sidecar_path = config.out.join("responses").join(format!("{key}.json"));
+        if let Ok(t) = std::fs::read_to_string(&sidecar_path)
+            && let Ok(sidecar) = serde_json::from_str::<Sidecar>(&t)
+            && let Ok(bytes) = std::fs::read(config.out.join(&sidecar.image))
+        {
+            if self.ledger.state(&key) != Some(State::Done) {
+                self.ledger.append(
+                    &key,
+                    &prompt.id,
+                    State::Done,
+                    Some("recovered from disk".into()),
+                )?;
+            }
+            self.update(|s| s.reused += 1);
+            return Ok(Obtained::Image {
+                key,
+                sidecar,
+                bytes,
+            });
+        }
+        match self.ledger.state(&key) {
+            Some(State::Refused) => {
+                return Ok(Obtained::Failed {
+                    key,
+                    failure: BackendFailure {
+                        kind: FailureKind::Refused,
+                        message: "refused in an earlier run (not sent again)".into(),
+                        body: None,
+                        request_id: None,
+                        attempts: 0,
+                    },
+                });
+            }
+            Some(State::FailedPermanent) => {
+                return Ok(Obtained::Failed {
+                    key,
+                    failure: BackendFailure {
+                        kind: FailureKind::Permanent,
+                        message: "failed for good in an earlier run".into(),
+                        body: None,
+                        request_id: None,
+                        attempts: 0,
+                    },
+                });
+            }
+            _ => {}
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            return Ok(Obtained::Stopped);
+        }
+        // Budget: count the image before sending, give it back if the request fails.
+        let before = self.images.fetch_add(1, Ordering::SeqCst);
+        if let Some(max) = config.max_images
+            && before >= max
+        {
+            self.images.fetch_sub(1, Ordering::SeqCst);
+            self.stop(format!("budget: {max} images reached"));
+            return Ok(Obtained::Stopped);
+        }
+        if let Some(max) = config.max_cost
+            && self.spent() >= max
+        {
+            self.images.fetch_sub(1, Ordering::SeqCst);
+            self.stop(format!("budget: ${max:.2} spent"));
+            return Ok(Obtained::Stopped);
+        }
+        if let Some(rpm) = config.requests_per_minute.filter(|r| *r > 0.0) {
+            let mut slot = self.next_slot.lock().await;
+            let at = (*slot).max(tokio::time::Instant::now());
+            *slot = at + Duration::from_secs_f64(60.0 / rpm);
+            drop(slot);
+            tokio::time::sleep_until(at).await;
+        }
+        let seed = self
+            .job
+            .backend
+            .takes_seed()
+            .then(|| self.job.prompt_seed(&prompt.id));
+        let references = prompt
+            .references
+            .iter()
+            .enumerate()
+            .map(|(i, r)| reference_bytes(i, r))
+            .collect::<Result<Vec<_>>>()?;
+        self.ledger.append(&key, &prompt.id, State::Sent, None)?;
+        self.update(|s| s.requests += 1);
+        let result = self
+            .job
+            .backend
+            .generate(text, &references, seed.unwrap_or(0))
+            .await;
+        match result {
+            Ok(g) => {
+                let Generated {
+                    image,
+                    revised_prompt,
+                    usage,
+                    request_id,
+                    created,
+                    attempts,
+                    sent,
+                    omitted,
+                } = g;
+                let tokens = usage.as_ref().map(|u| self.job.backend.usage_tokens(u));
+                let cost = config.prices.image_cost(tokens.as_ref());
+                let rel = format!("images/{key}.{}", extension(&image));
+                echo4o_core::fs::write_atomic(&config.out.join(&rel), &image)?;
+                let sidecar = Sidecar {
+                    prompt: text.to_string(),
+                    seed,
+                    revised_prompt,
+                    usage,
+                    request_id,
+                    created,
+                    attempts,
+                    sent,
+                    omitted,
+                    cost,
+                    image: rel,
+                };
+                let json = serde_json::to_string_pretty(&sidecar)
+                    .map_err(|e| echo4o_core::Error::invalid("sidecar", e.to_string()))?;
+                echo4o_core::fs::write_atomic(&sidecar_path, json.as_bytes())?;
+                self.ledger.append(&key, &prompt.id, State::Done, None)?;
+                self.update(|s| s.cost += cost);
+                Ok(Obtained::Image {
+                    key,
+                    sidecar,
+                    bytes: image,
+                })
+            }
+            Err(failure) => {
+                self.images.fetch_sub(1, Ordering::SeqCst);
+                let state = match failure.kind {
+                    FailureKind::Refused => State::Refused,
+                    FailureKind::Permanent => State::FailedPermanent,
+                    _ => State::FailedRetryable,
+                };
+                let message = match &failure.body {
+                    Some(b) => format!("{} | body: {b}", failure.message),
+                    None => failure.message.clone(),
+                };
+                self.ledger.append(&key, &prompt.id, state, Some(message))?;
+                if failure.kind.stops_job() {
+                    self.stop(format!("{:?}: {}", failure.kind, failure.message));
+                }
+                Ok(Obtained::Failed { key, failure })
+            }
+        }
+    }
+
+    async fn process(&self, prompt: SynthPrompt) -> Result<()> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut text = prompt.prompt.clone();
+        let mut metadata = prompt.metadata.clone();
+        let mut refusal = None;
+        let mut extra_cost = 0.0;
+        let mut obtained = self.obtain(&prompt, &text).await?;
+        // A refused instruction prompt is an invalid prompt: rewritten once, else dropped.
+        if let Obtained::Failed { failure, .. } = &obtained
+            && failure.kind == FailureKind::Refused
+        {
+            let mut note = json!({"message": failure.message, "body": failure.body});
+            if prompt.recipe == RecipeKind::Instruction
+                && let Some(rw) = &self.job.rewriter
+            {
+                let reason = failure.body.clone().unwrap_or(failure.message.clone());
+                match rw.rewrite_refused(&prompt, &reason).await {
+                    Ok(Some(new)) => {
+                        extra_cost += self.job.config.prices.chat_cost(new.usage.as_ref());
+                        note["rewritten_to"] = json!(new.prompt);
+                        note["rewritten_by"] = json!(rw.name());
+                        text = new.prompt;
+                        metadata = new.metadata;
+                        refusal = Some(note);
+                        obtained = self.obtain(&prompt, &text).await?;
+                    }
+                    Ok(None) => refusal = Some(note),
+                    Err(e) => {
+                        note["rewrite_error"] = json!(e.to_string());
+                        refusal = Some(note);
+                    }
+                }
+            } else {
+                refusal = Some(note);
+            }
+        }
+        let config = &self.job.config;
+        let mut record = Provenance {
+            prompt: prompt.clone(),
+            outcome: Outcome::Failed,
+            final_prompt: None,
+            final_metadata: None,
+            key: None,
+            sent_prompt: Some(text.clone()),
+            image: None,
+            image_sha256: None,
+            backend: self.backend_desc.clone(),
+            seed: None,
+            revised_prompt: None,
+            request_id: None,
+            created: None,
+            usage: None,
+            sent: None,
+            omitted: vec![],
+            attempts: 0,
+            cost: extra_cost,
+            prices_version: config.prices.version.clone(),
+            rounds: vec![],
+            refusal: refusal.clone(),
+            error: None,
+            finished_at: 0.0,
+        };
+        match obtained {
+            Obtained::Stopped => return Ok(()),
+            Obtained::Failed { key, failure } => {
+                record.key = Some(key);
+                record.attempts = failure.attempts;
+                record.error = Some(failure.to_string());
+                match failure.kind {
+                    FailureKind::Refused => {
+                        record.outcome = Outcome::Refused;
+                        if record.refusal.is_none() {
+                            record.refusal =
+                                Some(json!({"message": failure.message, "body": failure.body}));
+                        }
+                        self.update(|s| s.refused += 1);
+                    }
+                    FailureKind::Permanent => {
+                        record.outcome = Outcome::Failed;
+                        self.update(|s| s.failed += 1);
+                    }
+                    // Retryable, quota, key: no record, so a rerun tries again.
+                    _ => {
+                        self.update(|s| s.retryable += 1);
+                        return Ok(());
+                    }
+                }
+                if refusal.is_some() && failure.kind != FailureKind::Refused {
+                    self.update(|s| s.refused += 1);
+                }
+            }
+            Obtained::Image {
+                key,
+                sidecar,
+                bytes,
+            } => {
+                record.key = Some(key);
+                record.image_sha256 = Some(sha256_hex(&bytes));
+                record.image = Some(sidecar.image.clone());
+                record.seed = sidecar.seed;
+                record.revised_prompt = sidecar.revised_prompt.clone();
+                record.request_id = sidecar.request_id.clone();
+                record.created = sidecar.created;
+                record.usage = sidecar.usage.clone();
+                record.sent = Some(sidecar.sent.clone());
+                record.omitted = sidecar.omitted.clone();
+                record.attempts = sidecar.attempts;
+                record.cost += sidecar.cost;
+                if refusal.is_some() {
+                    self.update(|s| s.refused += 1);
+                }
+                match self
+                    .verify(&prompt, &text, metadata, &bytes, &mut record)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) => {
+                        // A judge that failed: no record, a rerun verifies again (no new image).
+                        tracing::warn!("{}: verification failed: {e}", prompt.id);
+                        self.update(|s| s.retryable += 1);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.update(|s| {
+            s.cost += extra_cost;
+            s.finished += 1;
+        });
+        record.finished_at = now();
+        let mut line = serde_json::to_string(&record)
+            .map_err(|e| echo4o_core::Error::invalid("provenance", e.to_string()))?;
+        line.push('\n');
+        let path = config.out.join("provenance.jsonl");
+        let mut f = self
+            .provenance
+            .lock()
+            .map_err(|_| echo4o_core::Error::invalid("provenance", "poisoned lock"))?;
+        f.write_all(line.as_bytes())
+            .and_then(|_| f.sync_data())
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(())
+    }
+
+    async fn verify(
+        &self,
+        prompt: &SynthPrompt,
+        text: &str,
+        metadata: Option<Map<String, Value>>,
+        bytes: &[u8],
+        record: &mut Provenance,
+    ) -> echo4o_core::Result<()> {
+        let prices = &self.job.config.prices;
+        let Some(verifier) = &self.job.verifier else {
+            record.outcome = Outcome::Unverified;
+            record.final_prompt = Some(text.to_string());
+            record.final_metadata = metadata;
+            self.update(|s| s.unverified += 1);
+            return Ok(());
+        };
+        let image = echo4o_core::decode_image(bytes, record.image.as_deref().unwrap_or("image"))?;
+        let mut text = text.to_string();
+        let mut metadata = metadata;
+        let mut written_by = if record.refusal.is_some() {
+            "refusal-rewrite".to_string()
+        } else {
+            "recipe".to_string()
+        };
+        for round in 0..=self.job.config.max_rewrites {
+            let input = VerifyInput {
+                original: prompt,
+                prompt: &text,
+                metadata: metadata.as_ref(),
+                checklist: &prompt.checklist,
+                image: &image,
+            };
+            let verdict = verifier.verify(&input).await?;
+            let chat = prices.chat_cost(verdict.usage.as_ref());
+            record.cost += chat;
+            self.update(|s| s.cost += chat);
+            record.rounds.push(Round {
+                prompt: text.clone(),
+                metadata: metadata.clone(),
+                written_by: written_by.clone(),
+                verifier: verifier.name(),
+                verification: verdict.clone(),
+            });
+            if verdict.aligned {
+                record.outcome = if round == 0 {
+                    Outcome::Aligned
+                } else {
+                    Outcome::Rewritten
+                };
+                record.final_prompt = Some(text);
+                record.final_metadata = metadata;
+                self.update(|s| {
+                    if round == 0 {
+                        s.aligned += 1
+                    } else {
+                        s.rewritten += 1
+                    }
+                });
+                return Ok(());
+            }
+            if round == self.job.config.max_rewrites {
+                break;
+            }
+            let Some(rewriter) = &self.job.rewriter else {
+                break;
+            };
+            let Some(rw) = rewriter.rewrite(&input, &verdict).await? else {
+                break;
+            };
+            let chat = prices.chat_cost(rw.usage.as_ref());
+            record.cost += chat;
+            self.update(|s| s.cost += chat);
+            text = rw.prompt;
+            metadata = rw.metadata;
+            written_by = rewriter.name();
+        }
+        record.outcome = Outcome::Dropped;
+        self.update(|s| s.dropped += 1);
+        Ok(())
+    }
+}
+
+fn reference_bytes(i: usize, r: &Reference) -> Result<ReferenceImage> {
+    let bytes = std::fs::read(&r.path).map_err(|e| Error::io(&r.path, e))?;
+    let actual = sha256_hex(&bytes);
+    if actual != r.sha256 {
+        return Err(Error::Layout {
+            path: r.path.clone(),
+            message: format!(
+                "reference changed since the prompt was written (sha256 {actual}, expected {})",
+                r.sha256
+            ),
+        });
+    }
+    let ext = r
+        .path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("png")
+        .to_ascii_lowercase();
+    Ok(ReferenceImage {
+        name: format!("ref{i}.{ext}"),
+        bytes,
+    })
+}

@@ -1,0 +1,232 @@
+//! Job keys and the append-only ledger.
+//!
+//! A request's key is the SHA-256 of its canonical JSON (backend, model, endpoint, parameters,
+//! prompt, reference hashes, seed): the same request always has the same key, and any change
+//! makes a new one. The ledger is one JSON line per state change, fsync'd, so a killed job
+//! knows on restart which requests finished (never paid twice), which were refused (never sent
+//! unchanged again), and which may be retried.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::multiref::sha256_hex;
+use crate::{Error, Result};
+
+/// `value` as JSON with every object's keys sorted: the canonical form that is hashed.
+pub fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&m[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical_json).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The key of a request: SHA-256 of the canonical JSON of `request`.
+///
+/// ```
+/// use echo4o_data::synth::request_key;
+/// use serde_json::json;
+///
+/// let a = request_key(&json!({"prompt": "a cat", "model": "m"}));
+/// let b = request_key(&json!({"model": "m", "prompt": "a cat"}));
+/// assert_eq!(a, b);
+/// assert_ne!(a, request_key(&json!({"model": "m", "prompt": "a dog"})));
+/// ```
+pub fn request_key(request: &Value) -> String {
+    sha256_hex(canonical_json(request).as_bytes())
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Sent, no answer recorded yet (a kill here may have been billed).
+    Sent,
+    /// The image is on disk.
+    Done,
+    /// The safety system refused it: never sent unchanged again.
+    Refused,
+    /// It will not succeed as it is.
+    FailedPermanent,
+    /// It may succeed later (rate limits ran out, timeout, overload).
+    FailedRetryable,
+}
+
+/// One ledger line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The request key.
+    pub key: String,
+    /// The prompt id.
+    pub id: String,
+    /// The new state.
+    pub state: State,
+    /// Unix time, seconds.
+    pub at: f64,
+    /// What happened (errors), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The append-only ledger file and the last state of every key in it.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    states: Mutex<HashMap<String, State>>,
+    file: Mutex<std::fs::File>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger at `path`. A last line cut off by a kill is removed; any
+    /// other bad line is an error naming it.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        let mut states = HashMap::new();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let complete = text.ends_with('\n');
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Entry>(line) {
+                Ok(e) => {
+                    states.insert(e.key, e.state);
+                }
+                Err(_) if i + 1 == lines.len() && !complete => {
+                    tracing::warn!("{}: ignoring a cut-off last line", path.display());
+                }
+                Err(e) => {
+                    return Err(Error::Line {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        if !text.is_empty() && !complete {
+            // Drop the cut-off line, so the file stays one valid entry per line.
+            let keep = text.rfind('\n').map_or(0, |i| i + 1);
+            file.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
+        }
+        Ok(Ledger {
+            path: path.to_path_buf(),
+            states: Mutex::new(states),
+            file: Mutex::new(file),
+        })
+    }
+
+    /// The last state of `key`.
+    pub fn state(&self, key: &str) -> Option<State> {
+        self.states.lock().ok()?.get(key).copied()
+    }
+
+    /// How many keys are in `state`.
+    pub fn count(&self, state: State) -> usize {
+        self.states
+            .lock()
+            .map(|s| s.values().filter(|v| **v == state).count())
+            .unwrap_or(0)
+    }
+
+    /// Appends an entry, fsync'd before returning.
+    pub fn append(&self, key: &str, id: &str, state: State, message: Option<String>) -> Result<()> {
+        let entry = Entry {
+            key: key.to_string(),
+            id: id.to_string(),
+            state,
+            at: now(),
+            message,
+        };
+        let mut line = serde_json::to_string(&entry)
+            .map_err(|e| echo4o_core::Error::invalid("ledger entry", e.to_string()))?;
+        line.push('\n');
+        {
+            let mut f = self
+                .file
+                .lock()
+                .map_err(|_| echo4o_core::Error::invalid("ledger", "poisoned lock"))?;
+            f.write_all(line.as_bytes())
+                .and_then(|_| f.sync_data())
+                .map_err(|e| Error::io(&self.path, e))?;
+        }
+        if let Ok(mut s) = self.states.lock() {
+            s.insert(entry.key, state);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_a_cut_off_line_and_keeps_the_last_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let l = Ledger::open(&path).unwrap();
+        l.append("k1", "a", State::Sent, None).unwrap();
+        l.append("k1", "a", State::Done, None).unwrap();
+        l.append("k2", "b", State::Sent, None).unwrap();
+        drop(l);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(br#"{"key":"k2","id":"b","sta"#).unwrap();
+        drop(f);
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.state("k1"), Some(State::Done));
+        assert_eq!(l.state("k2"), Some(State::Sent));
+        l.append("k2", "b", State::Refused, None).unwrap();
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.state("k2"), Some(State::Refused));
+        assert_eq!(l.count(State::Done), 1);
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        std::fs::write(&path, "not json\n{}\n").unwrap();
+        let e = Ledger::open(&path).unwrap_err().to_string();
+        assert!(e.contains("ledger.jsonl:1"), "{e}");
+    }
+}
