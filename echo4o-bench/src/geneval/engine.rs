@@ -310,6 +310,54 @@ fn evaluate(
     Ok((correct, reason.join("\n")))
 }
 
+/// One kept detection and its colour, as the rule engine perceives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// The class.
+    pub class: String,
+    /// The box.
+    pub bbox: BBox,
+    /// The detector's confidence.
+    pub score: f64,
+    /// The colour the classifier names for its crop.
+    pub color: String,
+}
+
+/// What the engine sees in `image` when scoring a prompt of task `tag`: every class's kept
+/// detections (same threshold, cap and NMS as [`evaluate_image`]) with their colours, classes in
+/// name order, objects by confidence. Rule-based prompt rewriting starts from this.
+pub fn observe(
+    image: &RgbImage,
+    tag: &str,
+    detector: &dyn Detector,
+    classifier: &dyn ColorClassifier,
+    config: &EngineConfig,
+) -> Result<Vec<Observed>> {
+    let threshold = if tag == "counting" {
+        config.counting_threshold
+    } else {
+        config.threshold
+    };
+    let objects = select(detector.detect(image)?, threshold, config);
+    let mut classes: Vec<&String> = objects.keys().collect();
+    classes.sort();
+    let mut out = Vec::new();
+    for class in classes {
+        let dets = &objects[class];
+        let crops: Vec<RgbImage> = dets.iter().map(|d| crop(image, d, config)).collect();
+        let colors = classifier.classify(&crops, class)?;
+        for (d, color) in dets.iter().zip(colors) {
+            out.push(Observed {
+                class: class.clone(),
+                bbox: d.bbox,
+                score: d.score,
+                color,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Scores one image against its metadata with the official rules.
 pub fn evaluate_image(
     image: &RgbImage,

@@ -9,13 +9,14 @@ mod engine;
 pub mod geometry;
 mod layout;
 pub mod shapes;
+pub mod verify;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use engine::{
     COLORS, ColorClassifier, Detection, Detector, EngineConfig, GenEvalScorer, GenEvalScores,
-    ImageResult, evaluate_folder, evaluate_image, summarize,
+    ImageResult, Observed, evaluate_folder, evaluate_image, observe, summarize,
 };
 pub use geometry::{BBox, Relation};
 pub use layout::{GenEvalLayout, LayoutEntry, read_layout, write_sample_folder};
