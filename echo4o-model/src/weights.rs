@@ -121,5 +121,43 @@ pub fn save_safetensors<B: Backend, M: ModuleSnapshot<B>>(
     module.save_into(&mut store).map_err(|e| Error::Weights {
         path: path.display().to_string(),
         details: format!("  cannot save: {e}"),
+    })?;
+    sort_header_metadata(path).map_err(|e| Error::Weights {
+        path: path.display().to_string(),
+        details: format!("  cannot normalise the header: {e}"),
     })
+}
+
+/// burn-store writes the header's `__metadata__` from a hash map, so its key order changes from
+/// run to run and two saves of the same weights differ in a few header bytes. Sorting those keys
+/// in place (same length) makes a checkpoint a pure function of its weights: reproduced runs
+/// compare equal with `cmp`.
+fn sort_header_metadata(path: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)?;
+    let n = u64::from_le_bytes(len) as usize;
+    let mut header = vec![0u8; n];
+    f.read_exact(&mut header)?;
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(&header) else {
+        return Ok(());
+    };
+    if let Some(serde_json::Value::Object(meta)) = map.get_mut("__metadata__") {
+        let mut entries: Vec<(String, serde_json::Value)> =
+            std::mem::take(meta).into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        meta.extend(entries);
+    }
+    let mut text = serde_json::to_vec(&serde_json::Value::Object(map))?;
+    if text.len() > n {
+        return Ok(());
+    }
+    text.resize(n, b' ');
+    f.seek(SeekFrom::Start(8))?;
+    f.write_all(&text)?;
+    f.sync_all()
 }
