@@ -112,6 +112,10 @@ pub struct RunConfig {
     /// Prompts of the sample grids.
     #[serde(default = "default_prompts")]
     pub sample_prompts: Vec<String>,
+    /// Side of the sample grids' images [default: the shapes world's size, or 256 for data
+    /// from a path].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_size: Option<u32>,
 }
 
 fn default_device() -> String {
@@ -316,9 +320,10 @@ fn run_on<B: Backend>(
         };
         Trainer::<Autodiff<B>>::new(pipe, config.train.clone(), device)
     };
-    let size = match &config.data {
-        DataConfig::Shapes { size, .. } => *size,
-        DataConfig::Path(_) => 256,
+    let size = match (&config.data, config.sample_size) {
+        (_, Some(size)) => size,
+        (DataConfig::Shapes { size, .. }, None) => *size,
+        (DataConfig::Path(_), None) => 256,
     };
     let source = config.source()?;
     let batch_size = config.train.batch_size.max(1);

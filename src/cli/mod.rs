@@ -4,6 +4,7 @@ mod bench;
 mod data;
 mod generate;
 mod info;
+mod synth;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Show the version and which compute backends this build includes.
     Info(info::InfoArgs),
+    /// Make Echo-4o-style data: recipe prompts, any image generator, verify and rewrite,
+    /// resumable jobs with provenance.
+    Synth(synth::SynthArgs),
     /// Train or fine-tune a BAGEL-architecture model from a run file (resumes by itself).
     Train(train::TrainArgs),
 }
@@ -61,6 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Data(a) => data::run(a, args.quiet),
         Command::Generate(a) => generate::run(a, args.quiet),
         Command::Info(a) => info::run(a),
+        Command::Synth(a) => synth::run(a, args.quiet),
         Command::Train(a) => train::run(a, args.quiet),
     }
 }
