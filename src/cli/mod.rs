@@ -36,7 +36,7 @@ enum Command {
     Info(info::InfoArgs),
     /// Make Echo-4o-style data: recipe prompts, any image generator, verify and rewrite,
     /// resumable jobs with provenance.
-    Synth(synth::SynthArgs),
+    Synth(Box<synth::SynthArgs>),
     /// Train or fine-tune a BAGEL-architecture model from a run file (resumes by itself).
     Train(train::TrainArgs),
 }
@@ -65,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Data(a) => data::run(a, args.quiet),
         Command::Generate(a) => generate::run(a, args.quiet),
         Command::Info(a) => info::run(a),
-        Command::Synth(a) => synth::run(a, args.quiet),
+        Command::Synth(a) => synth::run(*a, args.quiet),
         Command::Train(a) => train::run(a, args.quiet),
     }
 }

@@ -262,8 +262,11 @@ pub struct SynthJob {
     backend: Arc<dyn SynthBackend>,
     verifier: Option<Arc<dyn Verifier>>,
     rewriter: Option<Arc<dyn Rewriter>>,
-    observer: Option<Arc<dyn Fn(&Stats) + Send + Sync>>,
+    observer: Option<Observer>,
 }
+
+/// The progress callback of a job.
+pub type Observer = Arc<dyn Fn(&Stats) + Send + Sync>;
 
 /// The response sidecar written beside each image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -295,7 +298,7 @@ struct Run<'a> {
 enum Obtained {
     Image {
         key: String,
-        sidecar: Sidecar,
+        sidecar: Box<Sidecar>,
         bytes: Vec<u8>,
     },
     Failed {
@@ -533,7 +536,7 @@ impl Run<'_> {
             self.update(|s| s.reused += 1);
             return Ok(Obtained::Image {
                 key,
-                sidecar,
+                sidecar: Box::new(sidecar),
                 bytes,
             });
         }
@@ -644,7 +647,7 @@ impl Run<'_> {
                 self.update(|s| s.cost += cost);
                 Ok(Obtained::Image {
                     key,
-                    sidecar,
+                    sidecar: Box::new(sidecar),
                     bytes: image,
                 })
             }
