@@ -41,7 +41,8 @@ pub fn is_rare(shape: Shape, colour: Colour) -> bool {
 
 const NUMBERS: [&str; 7] = ["zero", "one", "two", "three", "four", "five", "six"];
 
-fn article(word: &str) -> &'static str {
+/// `a` or `an` before `word`.
+pub(crate) fn article(word: &str) -> &'static str {
     if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
@@ -84,7 +85,8 @@ fn region_phrase(r: Region) -> &'static str {
     }
 }
 
-fn join(parts: &[String]) -> String {
+/// `a`, `a and b`, `a, b, and c`.
+pub(crate) fn join(parts: &[String]) -> String {
     match parts {
         [] => String::new(),
         [one] => one.clone(),

@@ -12,8 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
 use super::{RecipeKind, SynthPrompt};
-use crate::shapes::captions::Difficulty;
-use crate::shapes::captions::plural;
+use crate::shapes::captions::{Difficulty, article, join, plural};
 
 /// The 80 COCO classes, in GenEval's spelling: the default object list.
 pub const COCO_CLASSES: [&str; 80] = [
@@ -158,14 +157,6 @@ struct Group {
     region: Option<usize>,
 }
 
-fn article(word: &str) -> &'static str {
-    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    }
-}
-
 /// The phrase of one group: `two large red apples on the left`.
 fn phrase(g: &Group) -> String {
     let mut words: Vec<String> = Vec::new();
@@ -190,15 +181,6 @@ fn phrase(g: &Group) -> String {
         text = format!("{text} {}", REGIONS[r].1);
     }
     text
-}
-
-fn join(parts: &[String]) -> String {
-    match parts {
-        [] => String::new(),
-        [one] => one.clone(),
-        [a, b] => format!("{a} and {b}"),
-        [rest @ .., last] => format!("{}, and {last}", rest.join(", ")),
-    }
 }
 
 impl InstructionRecipe {

@@ -18,6 +18,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{RecipeKind, RefLabel, Reference, SynthPrompt};
+use crate::shapes::captions::join;
 use crate::{Error, Result};
 use echo4o_core::{ChatMessage, ContentPart, Judge, JudgeRequest, Role};
 
@@ -116,10 +117,7 @@ pub async fn label_reference(
     };
     let reply = judge.complete(&request).await?;
     let text = reply.text.trim();
-    let json = text
-        .find('{')
-        .and_then(|s| text.rfind('}').map(|e| &text[s..=e]))
-        .unwrap_or(text);
+    let json = super::verify::json_object(text).unwrap_or(text);
     #[derive(Deserialize)]
     struct Label {
         label: String,
@@ -292,15 +290,6 @@ fn strip_article(name: &str) -> &str {
         }
     }
     n
-}
-
-fn join(parts: &[String]) -> String {
-    match parts {
-        [] => String::new(),
-        [one] => one.clone(),
-        [a, b] => format!("{a} and {b}"),
-        [rest @ .., last] => format!("{}, and {last}", rest.join(", ")),
-    }
 }
 
 /// The rewording pass by a chat model: rewrites the instruction for diversity and clarity. The

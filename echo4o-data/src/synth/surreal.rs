@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{RecipeKind, SynthPrompt};
+use crate::shapes::captions::article;
 use echo4o_core::{ChatMessage, Judge, JudgeRequest, Role};
 
 /// An object's regular attributes: what deflection departs from.
@@ -273,14 +274,6 @@ impl Default for SurrealRecipe {
     }
 }
 
-fn article(word: &str) -> &'static str {
-    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    }
-}
-
 /// One deflected object: its phrase and its checklist line.
 fn deflect(
     rng: &mut ChaCha8Rng,
@@ -454,10 +447,7 @@ pub async fn construct_attributes(
     };
     let reply = judge.complete(&request).await?;
     let text = reply.text.trim();
-    let json = text
-        .find('{')
-        .and_then(|s| text.rfind('}').map(|e| &text[s..=e]))
-        .unwrap_or(text);
+    let json = super::verify::json_object(text).unwrap_or(text);
     #[derive(Deserialize)]
     struct Attrs {
         colour: String,

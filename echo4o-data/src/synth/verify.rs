@@ -94,8 +94,8 @@ fn image_part(image: &RgbImage) -> echo4o_core::Result<ContentPart> {
     )))
 }
 
-/// The first `{...}` of a reply.
-fn json_object(text: &str) -> Option<&str> {
+/// The outermost `{...}` of a chat reply (models wrap JSON in prose or code fences).
+pub(crate) fn json_object(text: &str) -> Option<&str> {
     let s = text.find('{')?;
     let e = text.rfind('}')?;
     (e > s).then(|| &text[s..=e])
