@@ -373,11 +373,16 @@ async fn the_budget_guard_caps_images_across_runs() {
     let mut c = config(dir.path());
     c.concurrency = 1;
     c.max_cost = Some(0.05); // one image costs 0.0401
-    let stats = SynthJob::new(c, backend(&server))
+    let stats = SynthJob::new(c.clone(), backend(&server))
         .run(prompts(6))
         .await
         .unwrap();
     assert_eq!(stats.requests, 2);
+    let stats = SynthJob::new(c, backend(&server))
+        .run(prompts(6))
+        .await
+        .unwrap();
+    assert_eq!(stats.requests, 0, "the cost cap counts earlier runs too");
 }
 
 #[tokio::test]

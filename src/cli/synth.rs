@@ -186,7 +186,7 @@ pub struct SynthArgs {
     /// Stop once the job holds this many images (all runs together).
     #[arg(long)]
     max_images: Option<usize>,
-    /// Stop once this run has spent this many dollars (needs --prices).
+    /// Stop once the job has spent this many dollars, all runs together (needs --prices).
     #[arg(long)]
     max_cost: Option<f64>,
     /// Prices JSON: {"text_input", "image_input", "image_output", "per_image", "chat_input",

@@ -88,7 +88,8 @@ pub struct JobConfig {
     pub requests_per_minute: Option<f64>,
     /// Stop starting requests once this many images exist (all runs of the job together).
     pub max_images: Option<usize>,
-    /// Stop starting requests once this much was spent (this run, images and chat tokens).
+    /// Stop starting requests once this many dollars were spent (all runs of the job together,
+    /// images and chat tokens).
     pub max_cost: Option<f64>,
     /// Prices for cost.
     pub prices: Prices,
@@ -291,6 +292,7 @@ struct Run<'a> {
     stats: Mutex<Stats>,
     stop: AtomicBool,
     images: AtomicUsize,
+    previous_cost: f64,
     next_slot: tokio::sync::Mutex<tokio::time::Instant>,
     provenance: Mutex<std::fs::File>,
 }
@@ -393,7 +395,9 @@ impl SynthJob {
                 echo4o_core::fs::write_atomic(&job_file, text.as_bytes())?;
             }
         }
-        let done = finished_ids(&out.join("provenance.jsonl"))?;
+        let finished = read_provenance(&out.join("provenance.jsonl"))?;
+        let previous_cost: f64 = finished.iter().map(|p| p.cost).sum();
+        let done: HashSet<String> = finished.into_iter().map(|p| p.prompt.id).collect();
         let ledger = Ledger::open(&out.join("ledger.jsonl"))?;
         let provenance_path = out.join("provenance.jsonl");
         let provenance = open_append(&provenance_path)?;
@@ -412,6 +416,7 @@ impl SynthJob {
         let run = Run {
             job: self,
             images: AtomicUsize::new(ledger.count(State::Done)),
+            previous_cost,
             ledger,
             backend_desc,
             stats: Mutex::new(stats),
@@ -476,13 +481,6 @@ pub fn read_provenance(path: &Path) -> Result<Vec<Provenance>> {
     Ok(out)
 }
 
-fn finished_ids(path: &Path) -> Result<HashSet<String>> {
-    Ok(read_provenance(path)?
-        .into_iter()
-        .map(|p| p.prompt.id)
-        .collect())
-}
-
 fn extension(bytes: &[u8]) -> &'static str {
     match echo4o_core::image::guess_format(bytes) {
         Ok(echo4o_core::image::ImageFormat::Jpeg) => "jpg",
@@ -512,8 +510,9 @@ impl Run<'_> {
         }
     }
 
+    /// Dollars spent by the job: earlier runs' records and this run.
     fn spent(&self) -> f64 {
-        self.stats.lock().map(|s| s.cost).unwrap_or(0.0)
+        self.previous_cost + self.stats.lock().map(|s| s.cost).unwrap_or(0.0)
     }
 
     /// An image for `text`: from disk if a previous run made it, else one request.
