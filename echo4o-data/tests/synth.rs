@@ -507,3 +507,69 @@ async fn multiref_prompts_go_as_multipart_edits_and_export_as_bagel_parquet() {
         .to_string();
     assert!(e.contains("bad.jsonl:1") && e.contains("ghost"), "{e}");
 }
+
+#[tokio::test]
+async fn chat_models_construct_attributes_label_references_and_reword() {
+    use echo4o_data::synth::multiref::{label_reference, reword};
+    use echo4o_data::synth::surreal::{SurrealRecipe, construct_attributes};
+    let chat = MockServer::start(|body, _| {
+        let text = body.to_string();
+        if text.contains("regular attributes") {
+            MockReply::content(
+                "Sure:\n```json\n{\"colour\": \"green\", \"size\": \"hand-sized\", \"material\": \"glass\", \"structure\": \"a long neck\"}\n```",
+            )
+        } else if text.contains("main subject") {
+            MockReply::content(r#"{"label": "scene", "name": "a snowy village"}"#)
+        } else {
+            MockReply::content("Set the bicycle from image 1 in image 2's snowy village.")
+        }
+    })
+    .await;
+    let judge = OpenAiJudge::new(
+        OpenAiConfig::new("writer")
+            .with_base_url(chat.base_url())
+            .with_api_key(ApiKey::new("x")),
+    )
+    .unwrap();
+    let bottle = construct_attributes(&judge, "bottle").await.unwrap();
+    assert_eq!(
+        (bottle.colour.as_str(), bottle.constructed_by.as_deref()),
+        ("green", Some("writer"))
+    );
+    let mut objects = echo4o_data::synth::surreal::builtin_attributes();
+    objects[0] = bottle;
+    let ps = SurrealRecipe { objects, seed: 0 }.prompts(60).unwrap();
+    let p = ps
+        .iter()
+        .find(|p| p.attributes["objects"][0]["object"] == "bottle")
+        .unwrap();
+    assert!(p.written_by.contains(&"attributes:writer".to_string()));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("v.png"), png_for("village")).unwrap();
+    std::fs::write(dir.path().join("b.png"), png_for("bike")).unwrap();
+    std::fs::write(
+        dir.path().join("pool.jsonl"),
+        "{\"path\": \"b.png\", \"label\": \"object\", \"name\": \"a blue bicycle\"}\n{\"path\": \"v.png\"}\n",
+    )
+    .unwrap();
+    let mut pool = read_pool(&dir.path().join("pool.jsonl")).unwrap();
+    assert!(pool[0].labelled && !pool[1].labelled);
+    label_reference(&judge, &mut pool[1].reference)
+        .await
+        .unwrap();
+    assert_eq!(pool[1].reference.name, "a snowy village");
+    assert_eq!(pool[1].reference.labelled_by.as_deref(), Some("writer"));
+    let refs: Vec<_> = pool.into_iter().map(|e| e.reference).collect();
+    let mut recipe = MultirefRecipe::new(refs, 1);
+    recipe.max_refs = 2;
+    let mut p = recipe.prompts(1).unwrap().remove(0);
+    assert_eq!(p.references.len(), 2);
+    assert!(p.written_by.contains(&"labels:writer".to_string()));
+    assert!(reword(&judge, &mut p).await.unwrap());
+    assert_eq!(
+        p.prompt,
+        "Set the bicycle from image 1 in image 2's snowy village."
+    );
+    assert!(p.written_by.contains(&"reworded:writer".to_string()));
+}

@@ -253,6 +253,8 @@ pub struct Provenance {
     /// The error of a failed request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Unix time work on the prompt began in the run that finished it.
+    pub started_at: f64,
     /// Unix time the record was written.
     pub finished_at: f64,
 }
@@ -674,6 +676,7 @@ impl Run<'_> {
         if self.stop.load(Ordering::SeqCst) {
             return Ok(());
         }
+        let started_at = now();
         let mut text = prompt.prompt.clone();
         let mut metadata = prompt.metadata.clone();
         let mut refusal = None;
@@ -732,6 +735,7 @@ impl Run<'_> {
             rounds: vec![],
             refusal: refusal.clone(),
             error: None,
+            started_at,
             finished_at: 0.0,
         };
         match obtained {

@@ -86,6 +86,7 @@ pub fn read_pool(manifest: &Path) -> Result<Vec<PoolEntry>> {
                 sha256: sha256_hex(&bytes),
                 licence: l.licence,
                 source: l.source,
+                labelled_by: None,
             },
             labelled,
         });
@@ -130,6 +131,7 @@ pub async fn label_reference(
     reference.label =
         RefLabel::from_name(&l.label).ok_or_else(|| bad(format!("label `{}`", l.label)))?;
     reference.name = l.name;
+    reference.labelled_by = Some(judge.model());
     Ok(())
 }
 
@@ -276,8 +278,14 @@ impl MultirefRecipe {
             prompt,
             metadata: None,
             checklist: format!("One image in which {checklist}."),
+            written_by: std::iter::once("template".to_string())
+                .chain(
+                    refs.iter()
+                        .filter_map(|r| r.labelled_by.as_ref())
+                        .map(|m| format!("labels:{m}")),
+                )
+                .collect(),
             references: refs,
-            written_by: vec!["template".into()],
         }
     }
 }
@@ -335,6 +343,7 @@ mod tests {
             sha256: sha256_hex(name.as_bytes()),
             licence: None,
             source: None,
+            labelled_by: None,
         };
         vec![
             mk(RefLabel::Human, "a woman in a red coat"),

@@ -89,6 +89,9 @@ pub struct Reference {
     /// Where it came from, as given in the pool manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The chat model that labelled and named it (`None`: the manifest did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labelled_by: Option<String>,
 }
 
 /// A prompt a recipe wrote, with everything needed to verify an image against it.

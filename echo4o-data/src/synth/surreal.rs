@@ -32,6 +32,10 @@ pub struct ObjectAttributes {
     pub material: String,
     /// Its usual structure or shape.
     pub structure: String,
+    /// The chat model that constructed these attributes (`None`: the built-in table or the
+    /// user's file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constructed_by: Option<String>,
 }
 
 /// The built-in attribute table (COCO objects).
@@ -209,6 +213,7 @@ pub fn builtin_attributes() -> Vec<ObjectAttributes> {
                 size: size.into(),
                 material: material.into(),
                 structure: structure.into(),
+                constructed_by: None,
             },
         )
         .collect()
@@ -416,7 +421,14 @@ impl SurrealRecipe {
             metadata: None,
             checklist,
             references: vec![],
-            written_by: vec!["template".into()],
+            written_by: std::iter::once("template".to_string())
+                .chain(
+                    objects
+                        .iter()
+                        .filter_map(|o| o.constructed_by.as_ref())
+                        .map(|m| format!("attributes:{m}")),
+                )
+                .collect(),
         }
     }
 }
@@ -467,6 +479,7 @@ pub async fn construct_attributes(
         size: a.size,
         material: a.material,
         structure: a.structure,
+        constructed_by: Some(judge.model()),
     })
 }
 
