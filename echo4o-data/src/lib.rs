@@ -2,8 +2,10 @@
 //!
 //! Echo-4o-style training data without Python: readers for the Echo-4o-Image snapshot
 //! ([`echo4o_image`]) and a plain JSONL + folder format ([`folder`]), each a
-//! [`echo4o_core::DataSource`]; Bagel's transforms ([`transforms`]); writers. It depends on no
-//! compute backend.
+//! [`echo4o_core::DataSource`]; Bagel's transforms ([`transforms`]); writers; the shapes world
+//! ([`shapes`]); and the synthesis pipeline Echo-4o used but never released ([`synth`]: recipes,
+//! image backends, verify-and-rewrite, resumable jobs with provenance). It depends on no compute
+//! backend.
 //!
 //! ```no_run
 //! use echo4o_data::{DataSource, echo4o_image::{Echo4oImage, Filter}};
