@@ -150,8 +150,15 @@ pub enum Extras {
     Fields,
     /// JSON inside the prompt, between `<sd_cpp_extra_args>` tags (stable-diffusion.cpp).
     InPrompt,
-    /// LocalAI's names: `step`, `negative_prompt`, `seed`.
+    /// LocalAI's names: `step` and `negative_prompt` (no seed, no guidance).
     LocalAi,
+}
+
+impl Capabilities {
+    /// Whether a seed reaches the server (so an image can be reproduced).
+    pub fn takes_seed(&self) -> bool {
+        matches!(self.extras, Extras::Fields | Extras::InPrompt)
+    }
 }
 
 /// What a [`Profile`]'s server accepts.
@@ -587,7 +594,7 @@ impl ImagesClient {
                     let wire = match (caps.extras, name) {
                         (Extras::Fields, "steps") => "num_inference_steps",
                         (Extras::LocalAi, "steps") => "step",
-                        (Extras::LocalAi, "guidance_scale") => {
+                        (Extras::LocalAi, "guidance_scale" | "seed") => {
                             put(name, false, v, &mut fields);
                             continue;
                         }
@@ -1022,6 +1029,7 @@ mod tests {
             .unwrap();
         assert_eq!(p.endpoint, "generations");
         assert_eq!(p.fields["step"], 20);
+        assert!(!p.fields.contains_key("seed") && p.omitted.contains(&"seed".to_string()));
         assert_eq!(p.fields["ref_images"], json!(["AQID"]));
         assert_eq!(p.fields["response_format"], "b64_json");
         let p = client(Profile::OpenAi)

@@ -98,8 +98,7 @@ impl SynthBackend for ImagesBackend {
     }
 
     fn takes_seed(&self) -> bool {
-        self.client.config().profile().capabilities().extras
-            != echo4o_core::openai::images::Extras::None
+        self.client.config().profile().capabilities().takes_seed()
     }
 
     async fn generate(
