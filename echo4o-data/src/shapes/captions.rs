@@ -570,6 +570,13 @@ pub fn echo_instruction(seed: u64, difficulty: Difficulty) -> Prompt {
     }
 }
 
+/// The clause of one object of colour `c`.
+fn one_coloured(s: Shape, c: Colour) -> Map<String, Value> {
+    let mut cl = clause(s, 1);
+    cl.insert("color".into(), json!(c.name()));
+    cl
+}
+
 /// An Echo-style surreal sample: one or two objects, at least one in a rare shape-colour pair
 /// (the attribute combinations web-like data never shows), clean background, complete caption.
 pub fn echo_surreal(seed: u64) -> Prompt {
@@ -586,9 +593,7 @@ pub fn echo_surreal(seed: u64) -> Prompt {
         } else {
             any_colour(&mut rng)
         };
-        let mut cl = clause(s, 1);
-        cl.insert("color".into(), json!(c.name()));
-        include.push(cl);
+        include.push(one_coloured(s, c));
         parts.push(phrase(1, Some(c), s));
         groups.push(group(s, c, size_for(&mut rng, 1), 1, None));
     }
@@ -614,9 +619,7 @@ pub fn echo_multiref(seed: u64) -> Prompt {
     for (i, s) in shapes.into_iter().enumerate() {
         let c = any_colour(&mut rng);
         let size = size_for(&mut rng, 1);
-        let mut cl = clause(s, 1);
-        cl.insert("color".into(), json!(c.name()));
-        include.push(cl);
+        include.push(one_coloured(s, c));
         parts.push(format!(
             "the {} {} from image {}",
             c.name(),
