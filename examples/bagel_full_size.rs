@@ -118,10 +118,12 @@ impl BackendTask for Run {
 
         let x = Tensor::<B, 2>::random([n, 64], Distribution::Normal(0.0, 1.0), &dev);
         let pos = grid_position_ids(side, side, config.max_latent_size);
-        // One warm-up pass, then the timed one.
+        // One warm-up pass (on a GPU it compiles and autotunes every kernel), then the timed ones.
+        let warm = Instant::now();
         let _ = model
             .velocity(&mut ctx, x.clone(), 0.5, &pos, [151652, 151653], None)
             .into_data();
+        let warm_s = warm.elapsed().as_secs_f64();
         let iters = args.iters.max(1);
         let t = Instant::now();
         let mut v = model
@@ -142,6 +144,7 @@ impl BackendTask for Run {
             args.layers, args.size, args.size, args.prompt, args.device
         );
         println!("  build + prefill:    {init_s:8.2} s");
+        println!("  first forward:      {warm_s:8.2} s  (warm-up, not in the mean)");
         println!(
             "  one flow forward:   {fwd_s:8.4} s  (mean of {iters}; {:.1} GFLOP, {:.1} GFLOP/s)",
             work / 1e9,
