@@ -475,7 +475,10 @@ pub struct ImagesClient {
 struct Prepared {
     endpoint: &'static str,
     fields: Map<String, Value>,
+    /// The references sent as multipart parts (edits); empty when they travel in `fields`.
     references: Vec<ReferenceImage>,
+    /// How many references the request carries, either way.
+    n_references: usize,
     omitted: Vec<String>,
 }
 
@@ -643,6 +646,7 @@ impl ImagesClient {
             endpoint: if edits { "edits" } else { "generations" },
             fields,
             references: if edits { references.to_vec() } else { vec![] },
+            n_references: references.len(),
             omitted,
         })
     }
@@ -867,7 +871,7 @@ fn parse_reply(
     }
     let mut sent = prepared.fields.clone();
     if let Some(refs) = sent.get_mut("ref_images") {
-        *refs = json!(format!("[{} images]", prepared.references.len().max(1)));
+        *refs = json!(format!("[{} images]", prepared.n_references));
     }
     if !prepared.references.is_empty() {
         sent.insert(
