@@ -101,33 +101,25 @@ pub async fn label_reference(
 ) -> echo4o_core::Result<()> {
     let img = echo4o_core::load_image(&reference.path)?;
     let url = format!("data:image/jpeg;base64,{}", echo4o_core::jpeg_base64(&img)?);
-    let request = JudgeRequest {
-        messages: vec![ChatMessage::parts(
-            Role::User,
-            vec![
-                ContentPart::image_url(url),
-                ContentPart::text(
-                    "Is the main subject of this image a human, an object or a scene? Name it in a \
-                     short noun phrase (\"a woman in a red coat\", \"a wooden rocking chair\", \"a \
-                     snowy mountain village\"). Answer as {\"label\": \"human|object|scene\", \"name\": \"...\"}.",
-                ),
-            ],
-        )],
-        temperature: Some(0.0),
-        max_tokens: Some(100),
-    };
-    let reply = judge.complete(&request).await?;
-    let text = reply.text.trim();
-    let json = super::verify::json_object(text).unwrap_or(text);
+    let messages = vec![ChatMessage::parts(
+        Role::User,
+        vec![
+            ContentPart::image_url(url),
+            ContentPart::text(
+                "Is the main subject of this image a human, an object or a scene? Name it in a \
+                 short noun phrase (\"a woman in a red coat\", \"a wooden rocking chair\", \"a \
+                 snowy mountain village\"). Answer as {\"label\": \"human|object|scene\", \"name\": \"...\"}.",
+            ),
+        ],
+    )];
     #[derive(Deserialize)]
     struct Label {
         label: String,
         name: String,
     }
-    let bad = |m: String| {
-        echo4o_core::Error::invalid(format!("label of {}", reference.path.display()), m)
-    };
-    let l: Label = serde_json::from_str(json).map_err(|e| bad(format!("{e}: {text}")))?;
+    let what = format!("label of {}", reference.path.display());
+    let (l, _): (Label, _) = super::verify::ask_json(judge, messages, 100, &what).await?;
+    let bad = |m: String| echo4o_core::Error::invalid(&what, m);
     reference.label =
         RefLabel::from_name(&l.label).ok_or_else(|| bad(format!("label `{}`", l.label)))?;
     reference.name = l.name;

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::{RecipeKind, SynthPrompt};
 use crate::shapes::captions::article;
-use echo4o_core::{ChatMessage, Judge, JudgeRequest, Role};
+use echo4o_core::{ChatMessage, Judge, Role};
 
 /// An object's regular attributes: what deflection departs from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -439,27 +439,20 @@ pub async fn construct_attributes(
     judge: &dyn Judge,
     object: &str,
 ) -> echo4o_core::Result<ObjectAttributes> {
-    let request = JudgeRequest {
-        messages: vec![
-            ChatMessage::text(
-                Role::System,
-                "You describe everyday objects. Answer with one JSON object and nothing else.",
+    let messages = vec![
+        ChatMessage::text(
+            Role::System,
+            "You describe everyday objects. Answer with one JSON object and nothing else.",
+        ),
+        ChatMessage::text(
+            Role::User,
+            format!(
+                "List the regular attributes of a typical {object}: its usual colour, its usual size, \
+                 what it is usually made of, and its structure or shape. Answer as \
+                 {{\"colour\": \"...\", \"size\": \"...\", \"material\": \"...\", \"structure\": \"...\"}}."
             ),
-            ChatMessage::text(
-                Role::User,
-                format!(
-                    "List the regular attributes of a typical {object}: its usual colour, its usual size, \
-                     what it is usually made of, and its structure or shape. Answer as \
-                     {{\"colour\": \"...\", \"size\": \"...\", \"material\": \"...\", \"structure\": \"...\"}}."
-                ),
-            ),
-        ],
-        temperature: Some(0.0),
-        max_tokens: Some(200),
-    };
-    let reply = judge.complete(&request).await?;
-    let text = reply.text.trim();
-    let json = super::verify::json_object(text).unwrap_or(text);
+        ),
+    ];
     #[derive(Deserialize)]
     struct Attrs {
         colour: String,
@@ -467,12 +460,8 @@ pub async fn construct_attributes(
         material: String,
         structure: String,
     }
-    let a: Attrs = serde_json::from_str(json).map_err(|e| {
-        echo4o_core::Error::invalid(
-            "attribute construction reply",
-            format!("{e}: {}", text.chars().take(200).collect::<String>()),
-        )
-    })?;
+    let (a, _): (Attrs, _) =
+        super::verify::ask_json(judge, messages, 200, "attribute construction reply").await?;
     Ok(ObjectAttributes {
         object: object.to_string(),
         colour: a.colour,

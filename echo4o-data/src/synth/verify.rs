@@ -95,10 +95,34 @@ fn image_part(image: &RgbImage) -> echo4o_core::Result<ContentPart> {
 }
 
 /// The outermost `{...}` of a chat reply (models wrap JSON in prose or code fences).
-pub(crate) fn json_object(text: &str) -> Option<&str> {
+fn json_object(text: &str) -> Option<&str> {
     let s = text.find('{')?;
     let e = text.rfind('}')?;
     (e > s).then(|| &text[s..=e])
+}
+
+/// Asks `judge` (temperature 0) and parses the JSON object in its reply as `T`; `what` names the
+/// reply in the error, which quotes the start of the text.
+pub(crate) async fn ask_json<T: serde::de::DeserializeOwned>(
+    judge: &dyn Judge,
+    messages: Vec<ChatMessage>,
+    max_tokens: u32,
+    what: &str,
+) -> echo4o_core::Result<(T, echo4o_core::JudgeReply)> {
+    let request = JudgeRequest {
+        messages,
+        temperature: Some(0.0),
+        max_tokens: Some(max_tokens),
+    };
+    let reply = judge.complete(&request).await?;
+    let text = reply.text.trim();
+    let parsed = serde_json::from_str(json_object(text).unwrap_or(text)).map_err(|e| {
+        echo4o_core::Error::invalid(
+            what,
+            format!("{e}: {}", text.chars().take(300).collect::<String>()),
+        )
+    })?;
+    Ok((parsed, reply))
 }
 
 /// A GenEval++-style checklist judge over any vision chat model: the image, the prompt and its
@@ -127,41 +151,27 @@ impl<J: Judge> Verifier for ChecklistVerifier<J> {
     }
 
     async fn verify(&self, input: &VerifyInput<'_>) -> echo4o_core::Result<Verification> {
-        let request = JudgeRequest {
-            messages: vec![
-                ChatMessage::text(Role::System, CHECKLIST_SYSTEM),
-                ChatMessage::parts(
-                    Role::User,
-                    vec![
-                        image_part(input.image)?,
-                        ContentPart::text(format!(
-                            "Prompt: {}\nChecklist: {}",
-                            input.prompt, input.checklist
-                        )),
-                    ],
-                ),
-            ],
-            temperature: Some(0.0),
-            max_tokens: Some(400),
-        };
-        let reply = self.judge.complete(&request).await?;
         #[derive(Deserialize)]
         struct V {
             aligned: bool,
             #[serde(default)]
             reasons: Vec<String>,
         }
-        let v: V = json_object(&reply.text)
-            .and_then(|j| serde_json::from_str(j).ok())
-            .ok_or_else(|| {
-                echo4o_core::Error::invalid(
-                    "checklist judge reply",
-                    format!(
-                        "no {{\"aligned\": ...}} object in: {}",
-                        reply.text.chars().take(300).collect::<String>()
-                    ),
-                )
-            })?;
+        let messages = vec![
+            ChatMessage::text(Role::System, CHECKLIST_SYSTEM),
+            ChatMessage::parts(
+                Role::User,
+                vec![
+                    image_part(input.image)?,
+                    ContentPart::text(format!(
+                        "Prompt: {}\nChecklist: {}",
+                        input.prompt, input.checklist
+                    )),
+                ],
+            ),
+        ];
+        let (v, reply): (V, _) =
+            ask_json(&self.judge, messages, 400, "checklist judge reply").await?;
         Ok(Verification {
             aligned: v.aligned,
             reasons: v.reasons,
