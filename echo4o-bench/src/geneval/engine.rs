@@ -178,6 +178,20 @@ fn crop(image: &RgbImage, det: &Detection, config: &EngineConfig) -> RgbImage {
     })
 }
 
+/// GenEval++'s region rule: the box centre lies in the `left`, `right`, `above` or `below` half of
+/// an image of `size`; any other name holds nowhere.
+pub(crate) fn in_region(region: &str, bbox: &BBox, size: (u32, u32)) -> bool {
+    let (x, y) = bbox.center();
+    let (w, h) = (f64::from(size.0), f64::from(size.1));
+    match region {
+        "left" => x < w / 2.0,
+        "right" => x > w / 2.0,
+        "above" => y < h / 2.0,
+        "below" => y > h / 2.0,
+        _ => false,
+    }
+}
+
 /// The official `evaluate`: include clauses (AND) with colour and position checks, then exclude
 /// clauses (OR). Returns (correct, reason).
 fn evaluate(
@@ -260,17 +274,8 @@ fn evaluate(
             }
         }
         if let (Some(region), true) = (&req.region, matched) {
-            let (w, h) = (image.width() as f64, image.height() as f64);
-            let outside = found.iter().filter(|d| {
-                let (x, y) = d.bbox.center();
-                !match region.as_str() {
-                    "left" => x < w / 2.0,
-                    "right" => x > w / 2.0,
-                    "above" => y < h / 2.0,
-                    "below" => y > h / 2.0,
-                    _ => false,
-                }
-            });
+            let size = image.dimensions();
+            let outside = found.iter().filter(|d| !in_region(region, &d.bbox, size));
             let n = outside.count();
             if n > 0 {
                 correct = false;

@@ -27,7 +27,9 @@ use async_trait::async_trait;
 use echo4o_data::synth::verify::{Rewrite, Rewriter, Verification, Verifier, VerifyInput};
 use serde_json::{Map, Value, json};
 
+use super::engine::in_region;
 use super::{ColorClassifier, Detector, EngineConfig, Metadata, Observed, evaluate_image, observe};
+use echo4o_data::shapes::captions::{article, join, plural};
 
 const NUMBERS: [&str; 11] = [
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
@@ -153,35 +155,15 @@ pub fn rewrite_from_observations(
                 .find(|r| &r.class == class)
                 .and_then(|r| r.region.clone())
         });
-        let region = wanted_region.filter(|region| {
-            let (w, h) = (f64::from(size.0), f64::from(size.1));
-            objs.iter().all(|o| {
-                let (x, y) = o.bbox.center();
-                match region.as_str() {
-                    "left" => x < w / 2.0,
-                    "right" => x > w / 2.0,
-                    "above" => y < h / 2.0,
-                    "below" => y > h / 2.0,
-                    _ => false,
-                }
-            })
-        });
-        let noun = if n == 1 {
-            class.clone()
-        } else {
-            echo4o_data::shapes::captions::plural(class)
-        };
+        let region =
+            wanted_region.filter(|region| objs.iter().all(|o| in_region(region, &o.bbox, size)));
+        let noun = if n == 1 { class.clone() } else { plural(class) };
         let noun = match &colour {
             Some(c) => format!("{c} {noun}"),
             None => noun,
         };
         let mut text = if n == 1 {
-            let a = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
-                "an"
-            } else {
-                "a"
-            };
-            format!("{a} {noun}")
+            format!("{} {noun}", article(&noun))
         } else {
             format!("{} {noun}", NUMBERS[n])
         };
@@ -205,13 +187,10 @@ pub fn rewrite_from_observations(
         exclude.push(json!({"class": class, "count": n + 1}));
         parts.push(text);
     }
-    let body = match parts.as_slice() {
-        [one] => one.clone(),
-        [a, b] => format!("{a} and {b}"),
-        [rest @ .., last] => format!("{}, and {last}", rest.join(", ")),
-        [] => return None,
-    };
-    let prompt = format!("{prefix} {body}");
+    if parts.is_empty() {
+        return None;
+    }
+    let prompt = format!("{prefix} {}", join(&parts));
     let mut metadata = Map::new();
     metadata.insert("tag".into(), json!(tag));
     metadata.insert("include".into(), Value::Array(include));

@@ -41,8 +41,8 @@ pub fn is_rare(shape: Shape, colour: Colour) -> bool {
 
 const NUMBERS: [&str; 7] = ["zero", "one", "two", "three", "four", "five", "six"];
 
-/// `a` or `an` before `word`.
-pub(crate) fn article(word: &str) -> &'static str {
+/// `a` or `an` before `word` (by its first letter, as the prompt sets write them).
+pub fn article(word: &str) -> &'static str {
     if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
@@ -85,8 +85,8 @@ fn region_phrase(r: Region) -> &'static str {
     }
 }
 
-/// `a`, `a and b`, `a, b, and c`.
-pub(crate) fn join(parts: &[String]) -> String {
+/// Joins phrases as prompts list objects: `a`, `a and b`, `a, b, and c`.
+pub fn join(parts: &[String]) -> String {
     match parts {
         [] => String::new(),
         [one] => one.clone(),
