@@ -10,7 +10,7 @@
 //! | [`core`] | `echo4o-core` | shared types, plug-in traits, errors, image I/O |
 //! | [`data`] | `echo4o-data` | datasets, transforms, loaders, writers |
 //! | [`model`] | `echo4o-model` | BAGEL in burn, backends |
-//! | [`bench`] | `echo4o-bench` | GenEval++, Imagine-Bench, GenEval |
+//! | [`bench`](mod@bench) | `echo4o-bench` | GenEval++, Imagine-Bench, GenEval |
 //! | [`experiment`] | this crate | training runs and shapes-world evaluation |
 //!
 //! ```
