@@ -74,6 +74,16 @@ pub enum Error {
         /// The response body, as received.
         body: Option<String>,
     },
+    /// A plug-in (a downstream `Generator`, `Judge`, `Scorer`, `DataSource`, detector) failed
+    /// with an error of its own type, kept whole so its source chain survives.
+    #[error("{plugin}: {source}")]
+    Plugin {
+        /// The plug-in's name.
+        plugin: String,
+        /// Its error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// A generator failed for a reason of its own.
     #[error("generator `{generator}`: {message}")]
     Generator {
@@ -90,6 +100,43 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Whether sending the same request again can never succeed: an HTTP 4xx other than
+    /// 408/409/429 (a wrong key, a forbidden model, a bad request), or a 429 that says the
+    /// quota is used up. A run should stop on such an error rather than record it per item.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Http {
+                status: Some(s),
+                body,
+                ..
+            } => {
+                let quota = body
+                    .as_deref()
+                    .is_some_and(|b| b.contains("insufficient_quota"));
+                quota || ((400..500).contains(s) && !matches!(s, 408 | 409 | 429))
+            }
+            _ => false,
+        }
+    }
+
+    /// An [`Error::Plugin`]: `plugin`'s own error, kept with its source chain.
+    ///
+    /// ```
+    /// let io = std::io::Error::new(std::io::ErrorKind::Other, "socket closed");
+    /// let e = echo4o_core::Error::plugin("my-detector", io);
+    /// assert_eq!(e.to_string(), "my-detector: socket closed");
+    /// assert!(std::error::Error::source(&e).is_some());
+    /// ```
+    pub fn plugin(
+        plugin: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error::Plugin {
+            plugin: plugin.into(),
+            source: source.into(),
         }
     }
 

@@ -44,6 +44,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Checks, before any long work, that a file can later be written at `path`: it is not a folder,
+/// its parent folder exists or can be created, and a file can be created there (a probe file is
+/// created and removed at once).
+///
+/// A command that generates for minutes and only then finds its output unwritable has wasted
+/// the work; this moves the failure to the start.
+pub fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::invalid(
+            "output",
+            format!("{} is a folder; give a file name", path.display()),
+        ));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let probe = parent.join(format!(".echo4o-probe-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| Error::io(parent, e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +84,21 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.txt")]);
+    }
+
+    #[test]
+    fn check_writable_refuses_folders_and_unwritable_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_writable(dir.path()).is_err());
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"x").unwrap();
+        assert!(check_writable(&blocker.join("out.png")).is_err());
+        check_writable(&dir.path().join("new/out.png")).unwrap();
+        // Nothing left behind but the created folder.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("new")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

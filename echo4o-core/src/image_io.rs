@@ -55,6 +55,15 @@ fn format_for(path: &Path) -> Result<ImageFormat> {
     }
 }
 
+/// Checks, before any long work, that [`save_image`] will be able to write `path`: a supported
+/// extension, not a folder, a writable parent (see [`crate::fs::check_writable`]).
+pub fn check_image_output(path: &Path) -> Result<()> {
+    if !path.is_dir() {
+        format_for(path)?;
+    }
+    crate::fs::check_writable(path)
+}
+
 /// Encodes an image in `format` (PNG, JPEG at [`SAVE_JPEG_QUALITY`], or lossless WebP).
 pub fn encode_image(img: &RgbImage, format: ImageFormat) -> Result<Vec<u8>> {
     if format == ImageFormat::Jpeg {

@@ -120,17 +120,43 @@ pub struct JudgeRequest {
 }
 
 /// Token counts reported by a chat model.
+///
+/// Servers disagree on the details (`null`, `12.0`, a missing field): every count is read
+/// leniently, so an odd `usage` never costs a valid verdict. A value that is no count at all
+/// reads as 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Tokens in the prompt (images included).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_count")]
     pub prompt_tokens: u64,
     /// Tokens generated.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_count")]
     pub completion_tokens: u64,
     /// Their sum, as the server reported it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_count")]
     pub total_tokens: u64,
+}
+
+/// A token count from any JSON value: integers as they are, finite non-negative floats rounded,
+/// anything else (null, strings, negatives) as 0.
+fn lenient_count<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(match v {
+        serde_json::Value::Number(n) => n.as_u64().unwrap_or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map_or(0, |f| f.round().min(u64::MAX as f64) as u64)
+        }),
+        _ => 0,
+    })
+}
+
+/// A whole `usage` object read leniently: one that is not an object at all is no usage.
+pub(crate) fn lenient_usage<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Usage>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 impl std::ops::AddAssign for Usage {
@@ -188,6 +214,12 @@ pub struct JudgeReply {
 pub trait Judge: Send + Sync {
     /// The model name recorded in reports (e.g. `gpt-4.1`).
     fn model(&self) -> String;
+
+    /// Where requests go (a URL without credentials), when there is such a thing: recorded with
+    /// a run's results so that a resumed run with another judge is refused. By default none.
+    fn endpoint(&self) -> Option<String> {
+        None
+    }
 
     /// Sends one request and returns the reply. Transport retries are the implementation's
     /// business; content retries (an unparseable verdict) are the benchmark's.

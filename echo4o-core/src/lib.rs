@@ -43,8 +43,8 @@ pub use generate::{
     SamplerSettings,
 };
 pub use image_io::{
-    PIL_DEFAULT_JPEG_QUALITY, SAVE_JPEG_QUALITY, decode_image, encode_image, encode_jpeg,
-    jpeg_base64, load_image, save_image,
+    PIL_DEFAULT_JPEG_QUALITY, SAVE_JPEG_QUALITY, check_image_output, decode_image, encode_image,
+    encode_jpeg, jpeg_base64, load_image, save_image,
 };
 pub use judge::{
     ChatMessage, ContentPart, ImageUrl, Judge, JudgeReply, JudgeRequest, MessageContent, Role,

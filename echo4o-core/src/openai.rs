@@ -49,6 +49,66 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
+/// Whether `url` is OpenAI's own API host: the only host that receives `$OPENAI_API_KEY` unless
+/// a key is given explicitly.
+pub fn is_openai_host(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| u.host_str() == Some("api.openai.com"))
+}
+
+/// Basic-auth credentials taken out of a URL's `user:password@`.
+#[derive(Clone)]
+pub struct UrlCredentials {
+    user: String,
+    password: ApiKey,
+}
+
+impl std::fmt::Debug for UrlCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UrlCredentials({}:***)", self.user)
+    }
+}
+
+impl UrlCredentials {
+    pub(crate) fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.basic_auth(&self.user, Some(self.password.expose()))
+    }
+}
+
+/// Splits `user:password@` out of a URL: the URL without it (what is stored, printed and written
+/// to results, reports and provenance) and the credentials (sent as basic auth, never written).
+///
+/// ```
+/// let (url, creds) = echo4o_core::openai::split_credentials("http://bob:s3cret@127.0.0.1:8000/v1");
+/// assert_eq!(url, "http://127.0.0.1:8000/v1");
+/// assert!(!format!("{creds:?}").contains("s3cret"));
+/// ```
+pub fn split_credentials(url: &str) -> (String, Option<UrlCredentials>) {
+    let trimmed = url.trim_end_matches('/');
+    match reqwest::Url::parse(trimmed) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let user = u.username().to_string();
+            let password = ApiKey::new(u.password().unwrap_or_default());
+            // Both setters only fail for URLs that cannot have credentials at all.
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            (
+                u.as_str().trim_end_matches('/').to_string(),
+                Some(UrlCredentials { user, password }),
+            )
+        }
+        _ => (trimmed.to_string(), None),
+    }
+}
+
+/// Where a client's API key came from: the default variable is only sent to OpenAI's host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeySource {
+    /// `$OPENAI_API_KEY`, read by default.
+    DefaultEnv,
+    /// Given by the caller (`with_api_key`, `with_api_key_env`).
+    Explicit,
+}
+
 /// When and how often to retry transient failures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -100,8 +160,10 @@ impl RetryPolicy {
 #[derive(Debug, Clone)]
 pub struct OpenAiConfig {
     base_url: String,
+    credentials: Option<UrlCredentials>,
     model: String,
     api_key: ApiKey,
+    key_source: KeySource,
     timeout: Duration,
     retry: RetryPolicy,
 }
@@ -112,8 +174,10 @@ impl OpenAiConfig {
     pub fn new(model: impl Into<String>) -> Self {
         OpenAiConfig {
             base_url: DEFAULT_BASE_URL.to_string(),
+            credentials: None,
             model: model.into(),
             api_key: ApiKey::new(std::env::var(DEFAULT_API_KEY_ENV).unwrap_or_default()),
+            key_source: KeySource::DefaultEnv,
             timeout: Duration::from_secs(300),
             retry: RetryPolicy::default(),
         }
@@ -121,21 +185,33 @@ impl OpenAiConfig {
 
     /// Sets the API base (`http://host:port/v1`); a URL that already ends in
     /// `/chat/completions` is used as it is. By default [`DEFAULT_BASE_URL`].
+    ///
+    /// `user:password@` in the URL is taken out and sent as basic auth ([`split_credentials`]):
+    /// it never reaches results or reports. `$OPENAI_API_KEY`, read by default, is dropped for
+    /// any host but OpenAI's: a key for another host must be given with
+    /// [`OpenAiConfig::with_api_key`] or [`OpenAiConfig::with_api_key_env`].
     pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into().trim_end_matches('/').to_string();
+        let (base, credentials) = split_credentials(&url.into());
+        if self.key_source == KeySource::DefaultEnv && !is_openai_host(&base) {
+            self.api_key = ApiKey::default();
+        }
+        self.base_url = base;
+        self.credentials = credentials;
         self
     }
 
-    /// Sets the API key. By default the value of `$OPENAI_API_KEY`, or none.
+    /// Sets the API key, sent as `Bearer` to whatever host the base URL names.
     pub fn with_api_key(mut self, key: ApiKey) -> Self {
         self.api_key = key;
+        self.key_source = KeySource::Explicit;
         self
     }
 
     /// Reads the API key from environment variable `var`; an unset variable means no key (local
-    /// servers need none). By default `OPENAI_API_KEY`.
+    /// servers need none). Without this, `$OPENAI_API_KEY` is used for OpenAI's host only.
     pub fn with_api_key_env(mut self, var: &str) -> Self {
         self.api_key = ApiKey::new(std::env::var(var).unwrap_or_default());
+        self.key_source = KeySource::Explicit;
         self
     }
 
@@ -149,6 +225,11 @@ impl OpenAiConfig {
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// Whether a key (or URL credentials) will be sent.
+    pub fn has_credentials(&self) -> bool {
+        self.credentials.is_some() || !self.api_key.expose().is_empty()
     }
 
     /// The model name sent with every request.
@@ -206,7 +287,9 @@ impl OpenAiJudge {
 
     async fn try_once(&self, url: &str, body: &serde_json::Value) -> Attempt {
         let mut req = self.http.post(url).json(body);
-        if !self.config.api_key.expose().is_empty() {
+        if let Some(c) = &self.config.credentials {
+            req = c.apply(req);
+        } else if !self.config.api_key.expose().is_empty() {
             req = req.bearer_auth(self.config.api_key.expose());
         }
         let response = match req.send().await {
@@ -281,15 +364,25 @@ fn http_error(url: &str, status: Option<u16>, message: String, body: Option<Stri
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let get = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
     if let Some(ms) = get("retry-after-ms") {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        return seconds(ms / 1000.0);
     }
-    get("retry-after").map(|s| Duration::from_secs_f64(s.max(0.0)))
+    get("retry-after").and_then(seconds)
+}
+
+/// A server's number of seconds as a [`Duration`]: negative is zero, NaN is no value, and
+/// anything too large (`inf`, `1e300`) saturates, to be capped by [`RetryPolicy::max_delay`];
+/// `Duration::from_secs_f64` would panic on those.
+pub(crate) fn seconds(s: f64) -> Option<Duration> {
+    if s.is_nan() {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX))
 }
 
 #[derive(Deserialize)]
 struct Completion {
     choices: Vec<Choice>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::judge::lenient_usage")]
     usage: Option<Usage>,
 }
 
@@ -333,6 +426,10 @@ impl Judge for OpenAiJudge {
         self.config.model.clone()
     }
 
+    fn endpoint(&self) -> Option<String> {
+        Some(self.config.endpoint())
+    }
+
     async fn complete(&self, request: &JudgeRequest) -> Result<JudgeReply> {
         let url = self.config.endpoint();
         let body = self.config.body(request);
@@ -357,6 +454,50 @@ impl Judge for OpenAiJudge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_inf_1e20_and_ms_1e300_saturate_instead_of_panicking() {
+        let policy = RetryPolicy::default();
+        for (name, value) in [
+            ("retry-after", "inf"),
+            ("retry-after", "1e20"),
+            ("retry-after-ms", "1e300"),
+            ("retry-after", "-5"),
+            ("retry-after", "NaN"),
+        ] {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(name, value.parse().unwrap());
+            let wait = retry_after(&headers);
+            let delay = policy.delay(0, wait);
+            assert!(delay <= policy.max_delay, "{name}: {value} -> {delay:?}");
+            match value {
+                "-5" => assert_eq!(wait, Some(Duration::ZERO)),
+                "NaN" => assert_eq!(wait, None),
+                _ => assert_eq!(delay, policy.max_delay, "{name}: {value}"),
+            }
+        }
+    }
+
+    #[test]
+    fn url_credentials_never_reach_the_endpoint_and_the_default_key_stays_with_openai() {
+        let c = OpenAiConfig::new("m")
+            .with_api_key(ApiKey::new("sk-x"))
+            .with_base_url("http://bob:s3cret@127.0.0.1:9/v1/");
+        assert_eq!(c.endpoint(), "http://127.0.0.1:9/v1/chat/completions");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(
+            c.api_key.expose(),
+            "sk-x",
+            "an explicit key goes where it is told"
+        );
+
+        let mut c = OpenAiConfig::new("m");
+        c.api_key = ApiKey::new("sk-from-env"); // as if $OPENAI_API_KEY were set
+        let local = c.clone().with_base_url("http://127.0.0.1:8000/v1");
+        assert_eq!(local.api_key.expose(), "", "no OpenAI key for another host");
+        let openai = c.with_base_url("https://api.openai.com/v1");
+        assert_eq!(openai.api_key.expose(), "sk-from-env");
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_honours_retry_after() {
@@ -404,6 +545,27 @@ mod tests {
         .unwrap();
         assert_eq!(ok.text, "hi");
         assert_eq!(ok.usage.unwrap().total_tokens, 4);
+        // usage with null and float fields: the verdict is kept, the counts read leniently
+        let odd = parse_completion(
+            "u",
+            r#"{"choices":[{"message":{"role":"assistant","content":"{\"correct\": 1}"}}],"usage":{"prompt_tokens":null,"completion_tokens":7.0,"total_tokens":"x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(odd.text, "{\"correct\": 1}");
+        assert_eq!(
+            odd.usage.unwrap(),
+            Usage {
+                prompt_tokens: 0,
+                completion_tokens: 7,
+                total_tokens: 0
+            }
+        );
+        let odd = parse_completion(
+            "u",
+            r#"{"choices":[{"message":{"role":"assistant","content":"ok"}}],"usage":"lots"}"#,
+        )
+        .unwrap();
+        assert_eq!((odd.text.as_str(), odd.usage), ("ok", None));
         let err = parse_completion("u", "<html>oops</html>").unwrap_err();
         match err {
             Error::Http { body, .. } => assert_eq!(body.as_deref(), Some("<html>oops</html>")),

@@ -33,7 +33,10 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{ApiKey, DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL, RetryPolicy, retry_after};
+use super::{
+    ApiKey, DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL, KeySource, RetryPolicy, UrlCredentials,
+    is_openai_host, retry_after, split_credentials,
+};
 use crate::{Error, GenerationRequest, Generator, Result};
 
 /// The kind of server behind the base URL; decides which fields are sent and how.
@@ -263,8 +266,10 @@ impl ReferenceImage {
 #[derive(Debug, Clone)]
 pub struct ImagesConfig {
     base_url: String,
+    credentials: Option<UrlCredentials>,
     model: String,
     api_key: ApiKey,
+    key_source: KeySource,
     profile: Profile,
     timeout: Duration,
     retry: RetryPolicy,
@@ -277,8 +282,10 @@ impl ImagesConfig {
     pub fn new(model: impl Into<String>) -> Self {
         ImagesConfig {
             base_url: DEFAULT_BASE_URL.to_string(),
+            credentials: None,
             model: model.into(),
             api_key: ApiKey::new(std::env::var(DEFAULT_API_KEY_ENV).unwrap_or_default()),
+            key_source: KeySource::DefaultEnv,
             profile: Profile::OpenAi,
             timeout: Duration::from_secs(600),
             retry: RetryPolicy {
@@ -289,21 +296,30 @@ impl ImagesConfig {
         }
     }
 
-    /// Sets the API base (`http://host:port/v1`).
+    /// Sets the API base (`http://host:port/v1`). As for the chat client
+    /// ([`super::OpenAiConfig::with_base_url`]): `user:password@` becomes basic auth and is never
+    /// written anywhere, and `$OPENAI_API_KEY` is only kept for OpenAI's host.
     pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into().trim_end_matches('/').to_string();
+        let (base, credentials) = split_credentials(&url.into());
+        if self.key_source == KeySource::DefaultEnv && !is_openai_host(&base) {
+            self.api_key = ApiKey::default();
+        }
+        self.base_url = base;
+        self.credentials = credentials;
         self
     }
 
-    /// Sets the API key.
+    /// Sets the API key, sent as `Bearer` to whatever host the base URL names.
     pub fn with_api_key(mut self, key: ApiKey) -> Self {
         self.api_key = key;
+        self.key_source = KeySource::Explicit;
         self
     }
 
     /// Reads the API key from environment variable `var` (unset: no key).
     pub fn with_api_key_env(mut self, var: &str) -> Self {
         self.api_key = ApiKey::new(std::env::var(var).unwrap_or_default());
+        self.key_source = KeySource::Explicit;
         self
     }
 
@@ -330,6 +346,11 @@ impl ImagesConfig {
     pub fn with_retry_timeouts(mut self, yes: bool) -> Self {
         self.retry_timeouts = yes;
         self
+    }
+
+    /// Whether a key (or URL credentials) will be sent.
+    pub fn has_credentials(&self) -> bool {
+        self.credentials.is_some() || !self.api_key.expose().is_empty()
     }
 
     /// The model name.
@@ -700,7 +721,9 @@ impl ImagesClient {
         prepared: &Prepared,
     ) -> std::result::Result<(String, Option<String>), (ImagesError, Option<Duration>, bool)> {
         let mut req = self.http.post(url);
-        if !self.config.api_key.expose().is_empty() {
+        if let Some(c) = &self.config.credentials {
+            req = c.apply(req);
+        } else if !self.config.api_key.expose().is_empty() {
             req = req.bearer_auth(self.config.api_key.expose());
         }
         req = if prepared.endpoint == "edits" {
