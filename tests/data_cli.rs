@@ -48,7 +48,10 @@ fn stats_sample_convert_and_unpack() {
     let o = data(&["stats", s(&snap)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("7 readable samples"), "{text}");
+    assert!(
+        text.contains("total: 7 records, 7 readable (0 multi-reference), 0 unreadable"),
+        "{text}"
+    );
     assert!(
         text.contains("Instruction-Following-Image") && text.contains("hard"),
         "{text}"
@@ -85,7 +88,7 @@ fn stats_sample_convert_and_unpack() {
     let o = data(&["convert", s(&pq), "--to", "echo4o", "--out", s(&back)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = data(&["stats", s(&back)]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("7 readable samples"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("7 readable"));
 
     let plain = dir.path().join("plain");
     let o = data(&["unpack", s(&snap), "--out", s(&plain)]);
@@ -142,4 +145,84 @@ fn bad_data_is_reported_and_skippable() {
         String::from_utf8_lossy(&o.stdout)
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a dataset echo4o reads"));
+}
+
+#[test]
+fn stats_of_nothing_readable_prints_totals_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("data.jsonl");
+    std::fs::write(
+        &manifest,
+        "{\"instruction\": \"x\", \"image\": \"gone.png\"}\n{broken\n",
+    )
+    .unwrap();
+    let o = data(&["stats", s(&manifest)]);
+    assert_eq!(o.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("total: 2 records, 0 readable (0 multi-reference), 2 unreadable"),
+        "{text}"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no readable sample"), "{err}");
+}
+
+#[test]
+fn sample_refuses_huge_counts_and_columns_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap");
+    snapshot(&snap);
+    let out = dir.path().join("sheet.png");
+    for args in [
+        ["--n", "18446744073709551615"],
+        ["--columns", "4294967295"],
+        ["--n", "0"],
+    ] {
+        let o = data(&["sample", s(&snap), "--out", s(&out), args[0], args[1]]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(args[0]), "{args:?}: {err}");
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn convert_to_parquet_streams_and_writes_nothing_on_a_bad_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap");
+    snapshot(&snap);
+    let out = dir.path().join("all.parquet");
+    let o = data(&[
+        "convert",
+        s(&snap),
+        "--to",
+        "parquet",
+        "--out",
+        s(&out),
+        "--shard-size",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = data(&["stats", s(&out)]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("7 readable"));
+
+    // A manifest whose second record has no image: the parquet is not written at all.
+    let manifest = dir.path().join("m.jsonl");
+    let img = dir.path().join("a.png");
+    echo4o::core::save_image(&RgbImage::new(8, 8), &img).unwrap();
+    std::fs::write(
+        &manifest,
+        "{\"instruction\": \"x\", \"image\": \"a.png\"}\n{\"instruction\": \"y\", \"image\": \"gone.png\"}\n",
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.parquet");
+    let o = data(&["convert", s(&manifest), "--to", "parquet", "--out", s(&bad)]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("m.jsonl:2:") && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+    assert!(!dir.path().join("bad.parquet.tmp").exists());
 }

@@ -54,7 +54,9 @@ fn draw_text(img: &mut RgbImage, x0: u32, y0: u32, text: &str, max_chars: usize)
 /// A grid of `columns` cells; each cell shows the sample's references (small, on top) and
 /// target, then the instruction. Images that fail to decode show as a red tile.
 pub fn contact_sheet(samples: &[Sample], columns: u32) -> RgbImage {
-    let columns = columns.max(1);
+    // Never more columns than samples: a huge `columns` would otherwise size a sheet of
+    // terabytes (`columns * cell width` overflows or allocates without bound).
+    let columns = columns.clamp(1, u32::try_from(samples.len()).unwrap_or(u32::MAX).max(1));
     let rows = (samples.len() as u32).div_ceil(columns).max(1);
     let cell_w = TILE + 2 * MARGIN;
     let ref_h = TILE / 3;

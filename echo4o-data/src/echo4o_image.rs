@@ -157,6 +157,7 @@ pub fn write_echo4o(
     shard_size: usize,
 ) -> Result<usize> {
     let shard_size = shard_size.max(1);
+    check_subset_name(subset)?;
     let dir = out.join(subset);
     let images = dir.join("images");
     std::fs::create_dir_all(&images).map_err(|e| Error::io(&images, e))?;
@@ -236,6 +237,24 @@ pub fn write_echo4o(
     Ok(n)
 }
 
+/// A subset name is one folder inside the output: no separators, no `..`, nothing absolute.
+fn check_subset_name(subset: &str) -> Result<()> {
+    let plain = !subset.is_empty()
+        && subset != "."
+        && subset != ".."
+        && !subset.contains(['/', '\\', '\0'])
+        && !Path::new(subset).is_absolute();
+    if plain {
+        Ok(())
+    } else {
+        Err(echo4o_core::Error::invalid(
+            "subset",
+            format!("{subset:?} is not a plain folder name (no `/`, `\\` or `..`)"),
+        )
+        .into())
+    }
+}
+
 /// Shards in order of their first index (`0-5000`, `5000-10000`, ...), then by name.
 fn sorted_shards(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut shards: Vec<(u64, PathBuf)> = Vec::new();
@@ -270,12 +289,26 @@ impl Echo4oImage {
             } else {
                 Vec::new()
             };
-            let mut records = HashMap::new();
+            let mut records: HashMap<String, (usize, Record)> = HashMap::new();
             let mut bad_lines = Vec::new();
             for (line, r) in read_records::<Record>(&jsonl)? {
                 match r {
                     Ok(rec) => {
-                        records.insert(member_key(&rec.output_image).to_string(), (line, rec));
+                        // Shard members are found by file name alone, so two records whose
+                        // `output_image` share a file name (in different folders) would both
+                        // claim one image: the later one is refused, never silently merged.
+                        let key = member_key(&rec.output_image).to_string();
+                        if let Some((first, _)) = records.get(&key) {
+                            bad_lines.push((
+                                line,
+                                format!(
+                                    "`output_image` {:?} has the same file name as line {first}; shard members are found by file name, so it is ambiguous",
+                                    rec.output_image
+                                ),
+                            ));
+                            continue;
+                        }
+                        records.insert(key, (line, rec));
                     }
                     Err(Error::Line { message, .. }) => bad_lines.push((line, message)),
                     Err(other) => bad_lines.push((line, other.to_string())),
@@ -330,7 +363,15 @@ impl Echo4oImage {
 
     /// Extracts every selected image to `dest/<subset>/images/<name>` and copies the indexes,
     /// for random access. Returns the number of images written.
+    ///
+    /// `dest` must not be the snapshot itself: copying an index onto itself would truncate it.
     pub fn unpack(&self, dest: &Path) -> Result<usize> {
+        if same_folder(dest, &self.root) {
+            return Err(Error::Layout {
+                path: dest.to_path_buf(),
+                message: "is the snapshot being unpacked; unpack into another folder".into(),
+            });
+        }
         let mut n = 0;
         for s in self.subsets.iter() {
             if !self.filter.subsets.is_empty() && !self.filter.subsets.contains(&s.name) {
@@ -339,7 +380,14 @@ impl Echo4oImage {
             let out = dest.join(&s.name);
             std::fs::create_dir_all(out.join("images")).map_err(|e| Error::io(&out, e))?;
             let file_name = s.jsonl.file_name().unwrap_or_default();
-            std::fs::copy(&s.jsonl, out.join(file_name)).map_err(|e| Error::io(&s.jsonl, e))?;
+            let copy = out.join(file_name);
+            if same_file(&copy, &s.jsonl) {
+                return Err(Error::Layout {
+                    path: copy,
+                    message: "is the index being unpacked; unpack into another folder".into(),
+                });
+            }
+            std::fs::copy(&s.jsonl, &copy).map_err(|e| Error::io(&copy, e))?;
             for shard in &s.shards {
                 for_each_member(shard, &mut |key, bytes| {
                     echo4o_core::fs::write_atomic(&out.join("images").join(key), &bytes)?;
@@ -352,8 +400,22 @@ impl Echo4oImage {
     }
 }
 
+/// Whether two paths name the same existing folder (after resolving links and `..`).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    same_folder(a, b)
+}
+
+/// The largest shard member read into memory. Released images are a few MB; a header claiming
+/// more is corrupt or hostile, and the allocation must never be sized from it unchecked.
+pub const MAX_MEMBER_BYTES: u64 = 256 << 20;
+
 /// Calls `f(member key, bytes)` for every file in a tar.gz shard; a truncated or corrupt shard is
-/// an [`Error::Shard`] naming it.
+/// an [`Error::Shard`] naming it, and so is a member larger than [`MAX_MEMBER_BYTES`].
 fn for_each_member(shard: &Path, f: &mut dyn FnMut(&str, Vec<u8>) -> Result<()>) -> Result<()> {
     let bad = |e: std::io::Error| Error::Shard {
         path: shard.to_path_buf(),
@@ -368,7 +430,17 @@ fn for_each_member(shard: &Path, f: &mut dyn FnMut(&str, Vec<u8>) -> Result<()>)
             continue;
         }
         let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        let size = entry.size();
+        if size > MAX_MEMBER_BYTES {
+            return Err(Error::Shard {
+                path: shard.to_path_buf(),
+                message: format!(
+                    "member `{name}` claims {size} bytes (more than the {MAX_MEMBER_BYTES}-byte limit of one image)"
+                ),
+            });
+        }
+        // The header's size is a claim: the bytes that really follow decide the length.
+        let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
         entry.read_to_end(&mut bytes).map_err(bad)?;
         f(member_key(&name), bytes)?;
     }

@@ -63,7 +63,34 @@ impl FolderDataset {
         })
     }
 
+    /// Whether any record names reference images (a multi-reference dataset).
+    pub fn has_references(&self) -> bool {
+        self.records
+            .iter()
+            .any(|(_, r)| r.as_ref().is_ok_and(|r| !r.references.is_empty()))
+    }
+
     fn read_image(&self, rel: &str, line: usize) -> Result<SampleImage> {
+        // A manifest names images inside its own folder; an absolute path or `..` would let a
+        // downloaded manifest copy any readable file (`/etc/...`) into a converted dataset.
+        let escapes = Path::new(rel).components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir
+                    | std::path::Component::RootDir
+                    | std::path::Component::Prefix(_)
+            )
+        });
+        if escapes {
+            return Err(Error::Line {
+                path: self.manifest.clone(),
+                line,
+                message: format!(
+                    "image path {rel:?} leaves the manifest's folder (absolute or `..`); paths are relative to {}",
+                    self.root.display()
+                ),
+            });
+        }
         let path = self.root.join(rel);
         let bytes = std::fs::read(&path).map_err(|e| Error::Line {
             path: self.manifest.clone(),
@@ -230,6 +257,31 @@ mod tests {
             got[1].references[1].to_rgb().unwrap(),
             echo4o_core::image::RgbImage::new(4, 4)
         );
+    }
+
+    #[test]
+    fn a_manifest_naming_etc_or_dot_dot_is_refused_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("data");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::write(dir.path().join("secret.png"), b"not yours").unwrap();
+        std::fs::write(inner.join("ok.png"), b"an image").unwrap();
+        let manifest = inner.join("data.jsonl");
+        std::fs::write(
+            &manifest,
+            "{\"instruction\": \"x\", \"image\": \"/etc/hostname\"}\n{\"instruction\": \"y\", \"image\": \"../secret.png\"}\n{\"instruction\": \"z\", \"image\": \"ok.png\", \"references\": [\"../../../etc/passwd\"]}\n",
+        )
+        .unwrap();
+        let ds = FolderDataset::open(&manifest).unwrap();
+        let r: Vec<_> = ds.samples().collect();
+        for (i, s) in r.iter().enumerate() {
+            let e = s.as_ref().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("data.jsonl:{}:", i + 1))
+                    && e.contains("leaves the manifest's folder"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

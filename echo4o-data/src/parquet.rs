@@ -63,7 +63,7 @@ fn schema_error(path: &Path, message: String) -> Error {
 }
 
 fn binary_at(col: &dyn Array, i: usize) -> Option<Vec<u8>> {
-    if col.is_null(i) {
+    if i >= col.len() || col.is_null(i) {
         return None;
     }
     if let Some(a) = col.as_any().downcast_ref::<BinaryArray>() {
@@ -75,7 +75,7 @@ fn binary_at(col: &dyn Array, i: usize) -> Option<Vec<u8>> {
 }
 
 fn string_at(col: &dyn Array, i: usize) -> Option<String> {
-    if col.is_null(i) {
+    if i >= col.len() || col.is_null(i) {
         return None;
     }
     if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
@@ -218,6 +218,10 @@ impl BagelParquet {
                 };
                 for i in 0..batch.num_rows() {
                     let row = first + i;
+                    if images.is_null(i) || texts.is_null(i) {
+                        out.push(Err(bad(row, "`image_list` or `instruction_list` is null")));
+                        continue;
+                    }
                     let imgs = images.value(i);
                     let list: Option<Vec<Vec<u8>>> = (0..imgs.len())
                         .map(|k| binary_at(imgs.as_ref(), k))
@@ -325,78 +329,175 @@ impl DataSource for BagelParquet {
     }
 }
 
-fn write_batch(path: &Path, batch: RecordBatch, rows_per_group: usize) -> Result<()> {
+/// A row group is flushed once it holds this many bytes of images, whatever `rows_per_group`
+/// says: memory stays bounded however large the dataset, and an arrow binary array's 32-bit
+/// offsets (2 GiB per array) can never overflow.
+pub const MAX_GROUP_BYTES: usize = 256 << 20;
+
+/// The largest single image a row may hold (it must fit a binary array's 32-bit offsets).
+const MAX_IMAGE_BYTES: usize = 1 << 30;
+
+/// Columns being filled for one row group.
+trait Rows {
+    /// Appends one sample; returns the image bytes it added.
+    fn push(&mut self, s: &Sample) -> Result<usize>;
+    /// The rows appended since the last call, as a batch (the builders are left empty).
+    fn finish(&mut self) -> std::result::Result<RecordBatch, String>;
+}
+
+struct T2iRows {
+    images: BinaryBuilder,
+    captions: StringBuilder,
+}
+
+impl Rows for T2iRows {
+    fn push(&mut self, s: &Sample) -> Result<usize> {
+        let bytes = encoded(&s.target)?;
+        let n = bytes.len();
+        self.images.append_value(bytes);
+        let mut dict = Map::new();
+        dict.insert("caption".into(), Value::String(s.instruction.clone()));
+        self.captions.append_value(Value::Object(dict).to_string());
+        Ok(n)
+    }
+    fn finish(&mut self) -> std::result::Result<RecordBatch, String> {
+        RecordBatch::try_from_iter([
+            ("image", Arc::new(self.images.finish()) as ArrayRef),
+            ("captions", Arc::new(self.captions.finish()) as ArrayRef),
+        ])
+        .map_err(|e| e.to_string())
+    }
+}
+
+struct MultiRefRows {
+    images: ListBuilder<BinaryBuilder>,
+    texts: ListBuilder<StringBuilder>,
+}
+
+impl Rows for MultiRefRows {
+    fn push(&mut self, s: &Sample) -> Result<usize> {
+        let mut n = 0;
+        for img in s.references.iter().chain([&s.target]) {
+            let bytes = encoded(img)?;
+            n += bytes.len();
+            self.images.values().append_value(bytes);
+        }
+        self.images.append(true);
+        self.texts.values().append_value(&s.instruction);
+        self.texts.append(true);
+        Ok(n)
+    }
+    fn finish(&mut self) -> std::result::Result<RecordBatch, String> {
+        RecordBatch::try_from_iter([
+            ("image_list", Arc::new(self.images.finish()) as ArrayRef),
+            (
+                "instruction_list",
+                Arc::new(self.texts.finish()) as ArrayRef,
+            ),
+        ])
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Streams samples into `path` one bounded row group at a time, through a temporary file that
+/// replaces `path` only when every sample was written (a failure leaves nothing behind).
+fn write_rows(
+    path: &Path,
+    samples: impl IntoIterator<Item = echo4o_core::Result<Sample>>,
+    rows_per_group: usize,
+    max_group_bytes: usize,
+    rows: &mut dyn Rows,
+) -> Result<usize> {
+    let rows_per_group = rows_per_group.max(1);
     let tmp = path.with_extension("parquet.tmp");
+    let fail = |m: String| schema_error(path, format!("cannot write parquet: {m}"));
     let props = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(rows_per_group.max(1)))
+        .set_max_row_group_row_count(Some(rows_per_group))
         .set_compression(parquet::basic::Compression::SNAPPY)
         .build();
-    let write = || -> std::result::Result<(), String> {
-        let file = File::create(&tmp).map_err(|e| e.to_string())?;
-        let mut w =
-            ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| e.to_string())?;
-        w.write(&batch).map_err(|e| e.to_string())?;
-        w.close().map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    let mut writer: Option<ArrowWriter<File>> = None;
+    let flush = |rows: &mut dyn Rows, writer: &mut Option<ArrowWriter<File>>| -> Result<()> {
+        let batch = rows.finish().map_err(fail)?;
+        if writer.is_none() {
+            let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            *writer = Some(
+                ArrowWriter::try_new(file, batch.schema(), Some(props.clone()))
+                    .map_err(|e| fail(e.to_string()))?,
+            );
+        }
+        if let Some(w) = writer.as_mut() {
+            w.write(&batch).map_err(|e| fail(e.to_string()))?;
+            // One row group per flush: bounded memory in the writer as well.
+            w.flush().map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(())
     };
-    write().map_err(|m| schema_error(path, format!("cannot write parquet: {m}")))
+    let result = (|| -> Result<usize> {
+        let (mut n, mut in_group, mut bytes) = (0usize, 0usize, 0usize);
+        for s in samples {
+            let s = s?;
+            let added = rows.push(&s)?;
+            if added > MAX_IMAGE_BYTES {
+                return Err(schema_error(
+                    path,
+                    format!(
+                        "sample `{}`: {added} bytes of images in one row (at most {MAX_IMAGE_BYTES})",
+                        s.id
+                    ),
+                ));
+            }
+            n += 1;
+            in_group += 1;
+            bytes += added;
+            if in_group == rows_per_group || bytes >= max_group_bytes {
+                flush(rows, &mut writer)?;
+                (in_group, bytes) = (0, 0);
+            }
+        }
+        if in_group > 0 || writer.is_none() {
+            flush(rows, &mut writer)?;
+        }
+        if let Some(w) = writer.take() {
+            w.close().map_err(|e| fail(e.to_string()))?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        Ok(n)
+    })();
+    if result.is_err() {
+        drop(writer);
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Writes T2I samples as Bagel T2I parquet (`image`, `captions` = `{"caption": instruction}`),
-/// keeping encoded bytes. Returns the number of rows.
+/// keeping encoded bytes, streamed in row groups of at most `rows_per_group` rows and
+/// [`MAX_GROUP_BYTES`] of images. Returns the number of rows; on an error nothing is written.
 pub fn write_t2i(
     path: &Path,
     samples: impl IntoIterator<Item = echo4o_core::Result<Sample>>,
     rows_per_group: usize,
 ) -> Result<usize> {
-    let mut images = BinaryBuilder::new();
-    let mut captions = StringBuilder::new();
-    let mut n = 0;
-    for s in samples {
-        let s = s?;
-        images.append_value(encoded(&s.target)?);
-        let mut dict = Map::new();
-        dict.insert("caption".into(), Value::String(s.instruction.clone()));
-        captions.append_value(Value::Object(dict).to_string());
-        n += 1;
-    }
-    let batch = RecordBatch::try_from_iter([
-        ("image", Arc::new(images.finish()) as ArrayRef),
-        ("captions", Arc::new(captions.finish()) as ArrayRef),
-    ])
-    .map_err(|e| schema_error(path, e.to_string()))?;
-    write_batch(path, batch, rows_per_group)?;
-    Ok(n)
+    let mut rows = T2iRows {
+        images: BinaryBuilder::new(),
+        captions: StringBuilder::new(),
+    };
+    write_rows(path, samples, rows_per_group, MAX_GROUP_BYTES, &mut rows)
 }
 
 /// Writes multi-reference samples as Bagel multi_ref parquet (`image_list` = references then the
-/// target, `instruction_list` = `[instruction]`). Returns the number of rows.
+/// target, `instruction_list` = `[instruction]`), streamed as [`write_t2i`] is. Returns the
+/// number of rows; on an error nothing is written.
 pub fn write_multi_ref(
     path: &Path,
     samples: impl IntoIterator<Item = echo4o_core::Result<Sample>>,
     rows_per_group: usize,
 ) -> Result<usize> {
-    let mut images = ListBuilder::new(BinaryBuilder::new());
-    let mut texts = ListBuilder::new(StringBuilder::new());
-    let mut n = 0;
-    for s in samples {
-        let s = s?;
-        for r in &s.references {
-            images.values().append_value(encoded(r)?);
-        }
-        images.values().append_value(encoded(&s.target)?);
-        images.append(true);
-        texts.values().append_value(&s.instruction);
-        texts.append(true);
-        n += 1;
-    }
-    let batch = RecordBatch::try_from_iter([
-        ("image_list", Arc::new(images.finish()) as ArrayRef),
-        ("instruction_list", Arc::new(texts.finish()) as ArrayRef),
-    ])
-    .map_err(|e| schema_error(path, e.to_string()))?;
-    write_batch(path, batch, rows_per_group)?;
-    Ok(n)
+    let mut rows = MultiRefRows {
+        images: ListBuilder::new(BinaryBuilder::new()),
+        texts: ListBuilder::new(StringBuilder::new()),
+    };
+    write_rows(path, samples, rows_per_group, MAX_GROUP_BYTES, &mut rows)
 }
 
 fn encoded(img: &SampleImage) -> Result<Vec<u8>> {
@@ -423,4 +524,55 @@ pub fn write_parquet_info(out: &Path, files: &[PathBuf]) -> Result<()> {
         .map_err(|e| schema_error(out, e.to_string()))?;
     echo4o_core::fs::write_atomic(out, text.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(i: usize, bytes: usize) -> Sample {
+        Sample::new(
+            i.to_string(),
+            format!("p{i}"),
+            SampleImage::encoded(vec![i as u8; bytes], "mem"),
+        )
+    }
+
+    #[test]
+    fn images_past_the_group_byte_bound_start_a_new_row_group() {
+        // The 2 GiB overflow of one binary array is prevented by this bound (256 MiB in use);
+        // a small bound shows the mechanism without writing gigabytes.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let mut rows = T2iRows {
+            images: BinaryBuilder::new(),
+            captions: StringBuilder::new(),
+        };
+        let samples = (0..10).map(|i| Ok(sample(i, 1000)));
+        assert_eq!(
+            write_rows(&path, samples, 1000, 2500, &mut rows).unwrap(),
+            10
+        );
+        let file = File::open(&path).unwrap();
+        let meta = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        assert_eq!(meta.metadata().num_row_groups(), 4, "3 + 3 + 3 + 1 rows");
+        let back: Vec<Sample> = BagelParquet::t2i(vec![path], Captions::All)
+            .samples()
+            .map(|s| s.unwrap())
+            .collect();
+        assert_eq!(back.len(), 10);
+        assert_eq!(back[9].target.encoded_bytes().unwrap(), &[9u8; 1000][..]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let samples = vec![
+            Ok(sample(0, 10)),
+            Err(echo4o_core::Error::invalid("x", "bad sample")),
+        ];
+        assert!(write_t2i(&path, samples, 1).is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }

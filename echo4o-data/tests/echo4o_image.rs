@@ -299,3 +299,98 @@ fn written_snapshots_read_back_equal() {
     let subsets = Echo4oImage::open(out.path()).unwrap().subsets();
     assert_eq!(subsets[1], ("My-Subset".to_string(), 6));
 }
+
+#[test]
+fn a_100_byte_shard_whose_member_claims_2_pow_62_bytes_is_an_error_not_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("snap");
+    let ifi = root.join("Instruction-Following-Image");
+    std::fs::create_dir_all(ifi.join("images")).unwrap();
+    std::fs::write(
+        ifi.join("Instruction-Following-Image.jsonl"),
+        record("Instruction-Following-Image", 0, "easy"),
+    )
+    .unwrap();
+    // A GNU header that claims 2^62 bytes, followed by 100 bytes: what a hostile or corrupt
+    // download looks like.
+    let mut header = tar::Header::new_gnu();
+    header.set_path("00000.jpg").unwrap();
+    header.set_size(1 << 62);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    let mut raw = header.as_bytes().to_vec();
+    raw.extend_from_slice(&[0u8; 100]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    std::fs::write(ifi.join("images/0-5000.tar.gz"), gz.finish().unwrap()).unwrap();
+
+    let ds = Echo4oImage::open(&root).unwrap();
+    let errors: Vec<String> = ds
+        .samples()
+        .filter_map(|s| s.err().map(|e| e.to_string()))
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("0-5000.tar.gz") && e.contains("claims")),
+        "{errors:?}"
+    );
+    let e = ds.unpack(&dir.path().join("out")).unwrap_err().to_string();
+    assert!(e.contains("claims"), "{e}");
+}
+
+#[test]
+fn unpacking_a_snapshot_into_itself_is_refused_and_the_index_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("snap");
+    snapshot(&root);
+    let index = root.join("Instruction-Following-Image/Instruction-Following-Image.jsonl");
+    let before = std::fs::read(&index).unwrap();
+    let ds = Echo4oImage::open(&root).unwrap();
+    let e = ds.unpack(&root).unwrap_err().to_string();
+    assert!(e.contains("unpack into another folder"), "{e}");
+    assert_eq!(std::fs::read(&index).unwrap(), before);
+}
+
+#[test]
+fn two_records_with_one_file_name_in_different_folders_are_not_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("snap");
+    snapshot(&root);
+    let index = root.join("Instruction-Following-Image/Instruction-Following-Image.jsonl");
+    let mut text = std::fs::read_to_string(&index).unwrap();
+    text.push_str("{\"task_type\": \"t2i\", \"instruction\": \"a blue cube\", \"output_image\": \"/elsewhere/images/00000.jpg\", \"type\": \"easy\"}\n");
+    std::fs::write(&index, text).unwrap();
+    let ds = Echo4oImage::open(&root).unwrap();
+    let all: Vec<_> = ds.samples().collect();
+    let e = all
+        .iter()
+        .filter_map(|s| s.as_ref().err())
+        .map(|e| e.to_string())
+        .find(|e| e.contains(":7:"))
+        .unwrap();
+    assert!(e.contains("same file name as line 1"), "{e}");
+    // Member 00000.jpg keeps the instruction of the line that named it first.
+    let first = all
+        .iter()
+        .filter_map(|s| s.as_ref().ok())
+        .find(|s| {
+            s.id.ends_with("/00000") && s.subset.as_deref() == Some("Instruction-Following-Image")
+        })
+        .unwrap();
+    assert_eq!(first.instruction, "prompt 0");
+}
+
+#[test]
+fn a_subset_name_that_leaves_the_output_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for bad in ["../../x", "/tmp/x", "..", "", "a/b"] {
+        let e = echo4o_data::echo4o_image::write_echo4o(&out, bad, Vec::new(), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("subset"), "{bad}: {e}");
+    }
+    assert!(!dir.path().join("x").exists());
+}

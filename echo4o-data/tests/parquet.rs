@@ -154,3 +154,45 @@ fn wrong_schemas_and_non_parquet_files_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn null_or_empty_instruction_lists_are_bad_rows_not_a_panic() {
+    use arrow_array::builder::ListBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("multi.parquet");
+    let mut images = ListBuilder::new(BinaryBuilder::new());
+    let mut texts = ListBuilder::new(StringBuilder::new());
+    for row in 0..101u8 {
+        images.values().append_value(jpeg(row));
+        images.append(true);
+        match row % 3 {
+            0 => {
+                texts.values().append_value(format!("prompt {row}"));
+                texts.append(true);
+            }
+            1 => texts.append(true),  // empty list
+            _ => texts.append(false), // null
+        }
+    }
+    let batch = RecordBatch::try_from_iter([
+        ("image_list", Arc::new(images.finish()) as ArrayRef),
+        ("instruction_list", Arc::new(texts.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let all: Vec<_> = BagelParquet::multi_ref(vec![path]).samples().collect();
+    assert_eq!(all.len(), 101, "every row is reported");
+    assert_eq!(all.iter().filter(|s| s.is_ok()).count(), 34);
+    let e = all[1].as_ref().unwrap_err().to_string();
+    assert!(e.contains("row 1"), "{e}");
+    let e = all[2].as_ref().unwrap_err().to_string();
+    assert!(e.contains("row 2") && e.contains("null"), "{e}");
+}

@@ -29,11 +29,11 @@ enum DataCommand {
     Sample {
         /// The dataset (as for `stats`).
         path: PathBuf,
-        /// How many samples.
-        #[arg(long, default_value_t = 16)]
-        n: usize,
-        /// Grid columns.
-        #[arg(long, default_value_t = 4)]
+        /// How many samples (1 to 256: one sheet stays a viewable image).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=MAX_SHEET as i64))]
+        n: u16,
+        /// Grid columns (1 to 256).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=MAX_SHEET as i64))]
         columns: u32,
         /// Seed of the (reservoir) sample.
         #[arg(long, default_value_t = 0)]
@@ -71,6 +71,9 @@ enum DataCommand {
         out: PathBuf,
     },
 }
+
+/// The most samples (and columns) one contact sheet holds.
+const MAX_SHEET: u16 = 256;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Target {
@@ -131,6 +134,7 @@ fn stats(path: &Path, quiet: bool) -> anyhow::Result<()> {
     let (kind, source) = open_source(path, 0)?;
     let bar = progress(quiet, source.len_hint(), "reading");
     let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut per_subset: BTreeMap<String, usize> = BTreeMap::new();
     let mut sizes: BTreeMap<&'static str, usize> = BTreeMap::new();
     let (mut total, mut multi) = (0usize, 0usize);
     let mut bad = Vec::new();
@@ -152,26 +156,31 @@ fn stats(path: &Path, quiet: bool) -> anyhow::Result<()> {
         }
         total += 1;
         multi += usize::from(s.is_multi_reference());
-        let key = (
-            s.subset.clone().unwrap_or_else(|| "-".into()),
-            s.category.clone().unwrap_or_else(|| "-".into()),
-        );
+        let subset = s.subset.clone().unwrap_or_else(|| "-".into());
+        *per_subset.entry(subset.clone()).or_default() += 1;
+        let key = (subset, s.category.clone().unwrap_or_else(|| "-".into()));
         *counts.entry(key).or_default() += 1;
     }
     bar.finish_and_clear();
     println!("{} ({kind:?})", path.display());
-    println!(
-        "{total} readable samples, {multi} multi-reference, {} unreadable\n",
-        bad.len()
-    );
     println!("{:<32} {:<12} {:>8}", "subset", "category", "samples");
     for ((subset, cat), n) in &counts {
         println!("{subset:<32} {cat:<12} {n:>8}");
     }
-    println!("\nlongest side (px)  images");
-    for bucket in ["< 256", "256-511", "512-1023", "1024-1535", ">= 1536"] {
-        if let Some(n) = sizes.get(bucket) {
-            println!("{bucket:<18} {n:>6}");
+    for (subset, n) in &per_subset {
+        println!("{subset:<32} {:<12} {n:>8}", "(all)");
+    }
+    println!(
+        "\ntotal: {} records, {total} readable ({multi} multi-reference), {} unreadable",
+        total + bad.len(),
+        bad.len()
+    );
+    if total > 0 {
+        println!("\nlongest side (px)  images");
+        for bucket in ["< 256", "256-511", "512-1023", "1024-1535", ">= 1536"] {
+            if let Some(n) = sizes.get(bucket) {
+                println!("{bucket:<18} {n:>6}");
+            }
         }
     }
     if !bad.is_empty() {
@@ -180,18 +189,26 @@ fn stats(path: &Path, quiet: bool) -> anyhow::Result<()> {
             println!("  {b}");
         }
     }
+    if total == 0 {
+        bail!(
+            "{}: no readable sample ({} unreadable)",
+            path.display(),
+            bad.len()
+        );
+    }
     Ok(())
 }
 
 fn sample(
     path: &Path,
-    n: usize,
+    n: u16,
     columns: u32,
     seed: u64,
     out: &Path,
     quiet: bool,
 ) -> anyhow::Result<()> {
     use rand::{Rng, SeedableRng};
+    let n = usize::from(n);
     let (_, source) = open_source(path, seed)?;
     let bar = progress(quiet, source.len_hint(), "sampling");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -227,11 +244,24 @@ fn convert(
     skip_bad: bool,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let (_, source) = open_source(path, 0)?;
+    let (kind, source) = open_source(path, 0)?;
+    // Multi-reference parquet if the source can hold references at all; decided before reading
+    // so that samples stream to the writer instead of being held in memory.
+    let multi_ref = match kind {
+        Kind::ParquetMultiRef => true,
+        Kind::Folder => {
+            let manifest = if path.is_dir() {
+                path.join("data.jsonl")
+            } else {
+                path.to_path_buf()
+            };
+            folder::FolderDataset::open(&manifest)?.has_references()
+        }
+        Kind::ParquetT2i | Kind::Echo4oImage => false,
+    };
     let bar = progress(quiet, source.len_hint(), "converting");
     let mut skipped = Vec::new();
-    let mut any_refs = false;
-    let samples: Vec<echo4o::core::Result<Sample>> = source
+    let samples = source
         .samples()
         .inspect(|_| bar.inc(1))
         .filter(|s| match s {
@@ -239,22 +269,24 @@ fn convert(
                 skipped.push(e.to_string());
                 false
             }
-            Ok(s) => {
-                any_refs |= s.is_multi_reference();
-                true
-            }
-            Err(_) => true,
-        })
-        .collect();
+            _ => true,
+        });
+    let written = match to {
+        Target::Echo4o => echo4o_image::write_echo4o(out, subset, samples, shard_size),
+        Target::Folder => folder::write_folder(out, samples),
+        Target::Parquet if multi_ref => parquet::write_multi_ref(out, samples, shard_size),
+        Target::Parquet => parquet::write_t2i(out, samples, shard_size),
+    };
     bar.finish_and_clear();
-    if let Some(Err(e)) = samples.iter().find(|s| s.is_err()) {
-        bail!("{e} (use --skip-bad to skip bad samples; nothing was written)");
-    }
-    let n = match to {
-        Target::Echo4o => echo4o_image::write_echo4o(out, subset, samples, shard_size)?,
-        Target::Folder => folder::write_folder(out, samples)?,
-        Target::Parquet if any_refs => parquet::write_multi_ref(out, samples, shard_size)?,
-        Target::Parquet => parquet::write_t2i(out, samples, shard_size)?,
+    let n = match written {
+        Ok(n) => n,
+        Err(e) => {
+            let left = match to {
+                Target::Parquet => "nothing was written".to_string(),
+                _ => format!("{} has no index, so it is not a dataset", out.display()),
+            };
+            bail!("{e} (use --skip-bad to skip bad samples; {left})")
+        }
     };
     if !quiet {
         println!("wrote {n} samples to {}", out.display());
