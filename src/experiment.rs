@@ -86,6 +86,15 @@ fn default_size() -> u32 {
     64
 }
 
+/// The smallest shapes-world image side a run accepts (the renderer needs room for six shapes).
+const MIN_SHAPES_SIZE: u32 = 32;
+/// The largest shapes-world image side a run accepts.
+const MAX_SHAPES_SIZE: u32 = 1024;
+
+/// The file in a run's output folder that records the run it holds, to refuse resuming it with
+/// other settings.
+const RUN_FILE: &str = "run.json";
+
 /// A training run (the file `echo4o train --config` reads).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,12 +151,49 @@ fn default_prompts() -> Vec<String> {
 }
 
 impl RunConfig {
-    /// Reads a run file, naming the file and the field on error.
+    /// Reads a run file, naming the file and the field on error; values out of range are
+    /// refused here ([`RunConfig::validate`]).
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a valid run file", path.display()))
+        let config: RunConfig = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid run file", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("{}: not a valid run file", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks every value before anything is created or trained.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let DataConfig::Shapes { size, mix, .. } = &self.data {
+            if !(MIN_SHAPES_SIZE..=MAX_SHAPES_SIZE).contains(size) || size % 16 != 0 {
+                bail!(
+                    "data.shapes.size: {size} must be a multiple of 16 in {MIN_SHAPES_SIZE}..={MAX_SHAPES_SIZE}"
+                );
+            }
+            if let Some((r, w)) = mix.iter().find(|(_, w)| !w.is_finite() || *w < 0.0) {
+                bail!("data.shapes.mix: weight {w} of {r:?} must be finite and not negative");
+            }
+        }
+        if let Some(size) = self.sample_size
+            && (!(16..=4096).contains(&size) || size % 16 != 0)
+        {
+            bail!("sample_size: {size} must be a multiple of 16 in 16..=4096");
+        }
+        self.train.validate()?;
+        Ok(())
+    }
+
+    /// The settings a resumed run must share with the run it continues: everything but the
+    /// step count, the output folder and how often to save or sample.
+    fn identity(&self) -> serde_json::Value {
+        let mut c = self.clone();
+        c.train.steps = 0;
+        c.out = PathBuf::new();
+        c.checkpoint_every = 0;
+        c.sample_every = 0;
+        serde_json::to_value(&c).unwrap_or_default()
     }
 
     fn source(&self) -> anyhow::Result<Box<dyn DataSource>> {
@@ -177,7 +223,7 @@ pub fn fresh_pipeline<B: Backend>(
 ) -> anyhow::Result<BagelPipeline<B>> {
     save_checkpoint(
         dir,
-        &seeded_init(echo4o_model::bagel::Bagel::<B>::init(config, device), seed),
+        &seeded_init(echo4o_model::bagel::Bagel::<B>::init(config, device), seed)?,
         &Codec::<B>::init(&config.vae, device),
         config,
     )?;
@@ -257,6 +303,39 @@ pub fn evaluate_shapes<B: Backend>(
     Ok(scores)
 }
 
+/// The dotted paths at which two JSON values differ (`train.lr`, `data.shapes.size`).
+fn differing_fields(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    fn walk(a: &serde_json::Value, b: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    match (x.get(k), y.get(k)) {
+                        (Some(u), Some(v)) => walk(u, v, &p, out),
+                        _ => out.push(p),
+                    }
+                }
+            }
+            _ if a != b => out.push(if path.is_empty() {
+                "(all)".into()
+            } else {
+                path.into()
+            }),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(a, b, "", &mut out);
+    out
+}
+
 /// What a run reports at the end.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutcome {
@@ -298,9 +377,33 @@ fn run_on<B: Backend>(
     quiet: bool,
     device: &B::Device,
 ) -> anyhow::Result<RunOutcome> {
+    config.validate()?;
     let out = &config.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut trainer = if out.join("train_state/state.json").is_file() {
+    let run_file = out.join(RUN_FILE);
+    let resuming = out.join("train_state/state.json").is_file();
+    if resuming && run_file.is_file() {
+        let text = std::fs::read_to_string(&run_file)
+            .with_context(|| format!("reading {}", run_file.display()))?;
+        let saved: RunConfig = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid run file", run_file.display()))?;
+        let (was, now) = (saved.identity(), config.identity());
+        if was != now {
+            let fields = differing_fields(&was, &now);
+            bail!(
+                "{} holds a run with other settings ({}); resuming would silently keep the old ones. \
+                 Use another output folder, or restore the settings ({} has them)",
+                out.display(),
+                fields.join(", "),
+                run_file.display()
+            );
+        }
+    }
+    if !resuming {
+        let text = serde_json::to_string_pretty(config).context("serialising the run")?;
+        echo4o_core::fs::write_atomic(&run_file, text.as_bytes())?;
+    }
+    let mut trainer = if resuming {
         let t = Trainer::<Autodiff<B>>::resume(out, Some(config.train.steps), device)
             .with_context(|| format!("resuming the run in {}", out.display()))?;
         if !quiet {
@@ -318,7 +421,7 @@ fn run_on<B: Backend>(
             ModelInit::Checkpoint(dir) => BagelPipeline::load(dir, device)
                 .with_context(|| format!("model.checkpoint: {}", dir.display()))?,
         };
-        Trainer::<Autodiff<B>>::new(pipe, config.train.clone(), device)
+        Trainer::<Autodiff<B>>::new(pipe, config.train.clone(), device)?
     };
     let size = match (&config.data, config.sample_size) {
         (_, Some(size)) => size,

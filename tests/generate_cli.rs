@@ -114,3 +114,85 @@ fn bad_input_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// Every float parameter becomes NaN: a corrupt or diverged checkpoint.
+struct Poison;
+
+impl<B: Backend> echo4o::model::burn::module::ModuleMapper<B> for Poison {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: echo4o::model::burn::module::Param<echo4o::model::burn::tensor::Tensor<B, D>>,
+    ) -> echo4o::model::burn::module::Param<echo4o::model::burn::tensor::Tensor<B, D>> {
+        param.map(|t| t * f32::NAN)
+    }
+}
+
+struct WritePoisoned(PathBuf);
+
+impl BackendTask for WritePoisoned {
+    type Output = ();
+    fn run<B: Backend>(self, device: B::Device) {
+        use echo4o::model::burn::module::Module;
+        let config = BagelConfig::tiny();
+        let model = echo4o::model::bagel::Bagel::<B>::init(&config, &device).map(&mut Poison);
+        let vae = echo4o::model::codec::Codec::<B>::init(&config.vae, &device);
+        echo4o::model::pipeline::save_checkpoint(&self.0, &model, &vae, &config).unwrap();
+        echo4o::model::tokenizer::write_byte_level_tokenizer(&self.0.join("tokenizer.json"), 996)
+            .unwrap();
+    }
+}
+
+#[test]
+fn nan_settings_huge_prompts_bad_weights_and_unwritable_outputs_fail_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    DeviceSpec::Flex.run(WriteTiny(model.clone())).unwrap();
+    let out = dir.path().join("x.png");
+    let small = ["--size", "32x32", "--steps", "3"];
+    for (flag, value, named) in [
+        ("--cfg-text", "NaN", "cfg_text"),
+        ("--shift", "inf", "shift"),
+        ("--cfg-img", "-inf", "cfg_img"),
+    ] {
+        let arg = format!("{flag}={value}");
+        let mut args = vec!["--prompt", "p", arg.as_str()];
+        args.extend(small);
+        let o = generate(&args, &model, &out);
+        assert_eq!(o.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(named), "{flag}: {err}");
+        assert!(!out.exists());
+    }
+
+    let long = "a red cube ".repeat(10_000);
+    let mut args = vec!["--prompt", long.as_str()];
+    args.extend(small);
+    let o = generate(&args, &model, &out);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("tokens") && err.contains("at most"), "{err}");
+
+    // An output that cannot be written fails before the model is even loaded.
+    let mut args = vec!["--prompt", "p"];
+    args.extend(small);
+    let o = generate(&args, &model, dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is a folder"));
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let o = generate(&args, &model, &blocker.join("x.png"));
+    assert_eq!(o.status.code(), Some(2));
+
+    let poisoned = dir.path().join("poisoned");
+    DeviceSpec::Flex
+        .run(WritePoisoned(poisoned.clone()))
+        .unwrap();
+    let o = generate(&args, &poisoned, &out);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("ema.safetensors") && err.contains("non-finite"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

@@ -119,3 +119,76 @@ fn bad_run_files_name_the_problem() {
         "{err}"
     );
 }
+
+#[test]
+fn out_of_range_values_are_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = write_config(dir.path(), "tiny-shapes");
+    let text = std::fs::read_to_string(&base).unwrap();
+    for (edit, named) in [
+        (("\"size\": 64", "\"size\": 0"), "data.shapes.size"),
+        (("\"size\": 64", "\"size\": 4096"), "data.shapes.size"),
+        (
+            (
+                "\"warmup_steps\": 1",
+                "\"warmup_steps\": 1, \"text_dropout\": 7",
+            ),
+            "train.text_dropout",
+        ),
+        (
+            ("\"warmup_steps\": 1", "\"warmup_steps\": 1, \"lr\": 1e300"),
+            "train.lr",
+        ),
+    ] {
+        assert!(text.contains(edit.0));
+        let path = dir.path().join("bad.json");
+        std::fs::write(&path, text.replace(edit.0, edit.1)).unwrap();
+        let out = echo4o(&["train", "--config", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{named}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(named) && err.contains("bad.json"),
+            "{named}: {err}"
+        );
+        assert!(
+            !dir.path().join("run").exists(),
+            "{named}: nothing is created"
+        );
+    }
+}
+
+#[test]
+fn resuming_with_changed_settings_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "tiny-shapes");
+    let first = echo4o(&["train", "--config", config.to_str().unwrap()]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let state = std::fs::read(dir.path().join("run/train_state/state.json")).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("\"warmup_steps\": 1", "\"warmup_steps\": 1, \"lr\": 0.0005"),
+    )
+    .unwrap();
+    let again = echo4o(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "3",
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("train.lr") && err.contains("other settings"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("run/train_state/state.json")).unwrap(),
+        state
+    );
+}

@@ -361,6 +361,82 @@ impl BagelConfig {
                 message,
             })
         };
+        // Sizes are bounded before anything is allocated from them: a file claiming a hidden
+        // size of 2^40 must be an error, not an abort inside the allocator.
+        let sizes: [(&str, usize, usize); 10] = [
+            ("llm.vocab_size", l.vocab_size, MAX_VOCAB),
+            ("llm.hidden_size", l.hidden_size, MAX_WIDTH),
+            ("llm.intermediate_size", l.intermediate_size, 8 * MAX_WIDTH),
+            ("llm.num_hidden_layers", l.num_hidden_layers, MAX_LAYERS),
+            ("llm.num_attention_heads", l.num_attention_heads, 1024),
+            ("llm.num_key_value_heads", l.num_key_value_heads, 1024),
+            ("llm.head_dim", l.head_dim(), MAX_WIDTH),
+            ("latent_patch_size", self.latent_patch_size, 64),
+            ("max_latent_size", self.max_latent_size, 1024),
+            (
+                "vit_max_num_patch_per_side",
+                self.vit_max_num_patch_per_side,
+                1024,
+            ),
+        ];
+        for (field, v, max) in sizes {
+            if v == 0 || v > max {
+                return bad(field, format!("{v} is outside 1..={max}"));
+            }
+        }
+        let finite_positive = |field: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                bad(field, format!("{v} must be a finite positive number"))
+            }
+        };
+        finite_positive("llm.rms_norm_eps", l.rms_norm_eps)?;
+        finite_positive("llm.rope_theta", l.rope_theta)?;
+        if let Some(v) = &self.vit {
+            for (field, value, max) in [
+                ("vit.hidden_size", v.hidden_size, MAX_WIDTH),
+                ("vit.intermediate_size", v.intermediate_size, 8 * MAX_WIDTH),
+                ("vit.num_hidden_layers", v.num_hidden_layers, MAX_LAYERS),
+                ("vit.num_attention_heads", v.num_attention_heads, 1024),
+                ("vit.patch_size", v.patch_size, 64),
+                ("vit.num_channels", v.num_channels, 16),
+            ] {
+                if value == 0 || value > max {
+                    return bad(field, format!("{value} is outside 1..={max}"));
+                }
+            }
+            finite_positive("vit.layer_norm_eps", v.layer_norm_eps)?;
+        }
+        let ae = &self.vae;
+        // The pixel codec has no network: its `ch` and `num_res_blocks` are unused (0).
+        let flux = ae.codec == CodecKind::Flux;
+        for (field, value, max) in [
+            ("vae.in_channels", ae.in_channels, 16),
+            ("vae.out_ch", ae.out_ch, 16),
+            ("vae.ch", if flux { ae.ch } else { 1 }, 4096),
+            ("vae.z_channels", ae.z_channels, 4096),
+            ("vae.ch_mult", ae.ch_mult.len(), 8),
+        ] {
+            if value == 0 || value > max {
+                return bad(field, format!("{value} is outside 1..={max}"));
+            }
+        }
+        if ae.ch_mult.iter().any(|&m| m == 0 || m > 64) || ae.num_res_blocks > 64 {
+            return bad(
+                "vae.ch_mult",
+                "multipliers must be in 1..=64 and num_res_blocks at most 64".into(),
+            );
+        }
+        if !(ae.scale_factor.is_finite() && ae.scale_factor != 0.0 && ae.shift_factor.is_finite()) {
+            return bad(
+                "vae.scale_factor",
+                format!(
+                    "scale {} and shift {} must be finite, the scale non-zero",
+                    ae.scale_factor, ae.shift_factor
+                ),
+            );
+        }
         if l.num_attention_heads == 0 || l.num_key_value_heads == 0 {
             return bad("llm.num_attention_heads", "heads must be positive".into());
         }
@@ -446,6 +522,13 @@ impl BagelConfig {
         Ok((height as usize / d, width as usize / d))
     }
 }
+
+/// The widest hidden size a config may claim (BAGEL-7B: 3584; the largest open LLMs: ~16k).
+const MAX_WIDTH: usize = 65_536;
+/// The most layers a config may claim.
+const MAX_LAYERS: usize = 1024;
+/// The largest vocabulary a config may claim.
+const MAX_VOCAB: usize = 1 << 22;
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
     let text =

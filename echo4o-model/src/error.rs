@@ -68,6 +68,28 @@ pub enum Error {
         /// The shape received.
         got: Vec<usize>,
     },
+    /// A training-state file (`train_state/`) that cannot be read or written.
+    #[error("{path}: training state: {message}")]
+    TrainState {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Training produced non-finite numbers; the run stopped and nothing diverged was saved.
+    #[error("training diverged at step {step}: {what}")]
+    Diverged {
+        /// The step.
+        step: usize,
+        /// What became non-finite.
+        what: String,
+    },
+    /// A computation produced NaN or infinity (generation with degenerate weights or settings).
+    #[error("non-finite values (NaN or inf) in {what}")]
+    NonFinite {
+        /// What held them.
+        what: String,
+    },
     /// An error from `echo4o-core` (I/O, images).
     #[error(transparent)]
     Core(#[from] echo4o_core::Error),

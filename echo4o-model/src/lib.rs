@@ -28,6 +28,7 @@ pub mod generator;
 pub mod ops;
 pub mod parity;
 pub mod pipeline;
+pub mod pixels;
 pub mod qwen2_mot;
 pub mod sampling;
 pub mod siglip;

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use burn::prelude::ToElement;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use echo4o_core::image::RgbImage;
@@ -19,7 +20,7 @@ use crate::bagel::{Bagel, BagelVelocity, Context, Contexts, grid_position_ids};
 use crate::codec::Codec;
 use crate::config::{AeConfig, BagelConfig, CodecKind};
 use crate::ops::{cast_params, default_float_dtype};
-use crate::parity::{chw_tensor, decode_tokens};
+use crate::pixels::{chw_tensor, decode_tokens};
 use crate::sampling::{SamplerConfig, denoise};
 use crate::tokenizer::BagelTokenizer;
 use crate::weights::{BAGEL_REMAPS, NORM_REMAPS, load_safetensors};
@@ -70,6 +71,11 @@ pub struct BagelPipeline<B: Backend> {
     pub config: BagelConfig,
     device: B::Device,
 }
+
+/// The longest prompt, in tokens, one request may carry. Text attention is quadratic in it: a
+/// 100k-character prompt would need tens of GB; the official benchmarks' longest prompts are a
+/// few hundred tokens.
+pub const MAX_PROMPT_TOKENS: usize = 4096;
 
 fn missing(dir: &Path, file: &str) -> Error {
     Error::ModelDir {
@@ -125,12 +131,14 @@ impl<B: Backend> BagelPipeline<B> {
         config.validate()?;
         let mut model = Bagel::init(&config, device);
         load_safetensors(&mut model, &dir.join("ema.safetensors"), BAGEL_REMAPS, &[])?;
+        crate::weights::check_finite(&model, &dir.join("ema.safetensors"))?;
         if config.vae.codec == CodecKind::Flux && !dir.join("ae.safetensors").is_file() {
             return Err(missing(dir, "ae.safetensors"));
         }
         let vae = match Codec::init(&config.vae, device) {
             Codec::Flux(mut ae) => {
                 load_safetensors(&mut *ae, &dir.join("ae.safetensors"), NORM_REMAPS, &[])?;
+                crate::weights::check_finite(&*ae, &dir.join("ae.safetensors"))?;
                 Codec::Flux(ae)
             }
             pixel => pixel,
@@ -251,7 +259,21 @@ impl<B: Backend> BagelPipeline<B> {
         request: &PipelineRequest,
         mut on_step: impl FnMut(usize, usize),
     ) -> Result<RgbImage, Error> {
+        request.sampler.validate()?;
+        if let Some((w, h)) = request.size {
+            self.config.check_image_size(w, h)?;
+        }
         let ids = self.tokenizer.prompt(&request.prompt)?;
+        if ids.len() > MAX_PROMPT_TOKENS {
+            return Err(Error::InvalidConfig {
+                field: "prompt".into(),
+                message: format!(
+                    "{} tokens ({} characters); at most {MAX_PROMPT_TOKENS} tokens fit one request",
+                    ids.len(),
+                    request.prompt.chars().count()
+                ),
+            });
+        }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(request.seed);
         let (mut contexts, last) = self.contexts(&ids, &request.references, &mut rng);
         let (w, h) = request.size.or(last).unwrap_or((1024, 1024));
@@ -276,6 +298,15 @@ impl<B: Backend> BagelPipeline<B> {
         let x0 = denoise(&mut velocity, x_init, &request.sampler, |i, n, _| {
             on_step(i + 1, n)
         });
+        if x0.clone().is_finite().float().min().into_scalar().to_f32() != 1.0 {
+            return Err(Error::NonFinite {
+                what: format!(
+                    "the sampled latent of {:?} (seed {})",
+                    request.prompt.chars().take(60).collect::<String>(),
+                    request.seed
+                ),
+            });
+        }
         let (_, pixels) = decode_tokens(&self.vae, x0, lh, lw, self.config.latent_patch_size);
         RgbImage::from_raw(w, h, pixels).ok_or_else(|| Error::Shape {
             what: "decoded image".into(),

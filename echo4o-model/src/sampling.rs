@@ -83,6 +83,47 @@ impl SamplerConfig {
         }
     }
 
+    /// Checks the settings before any work: NaN or infinite scales would otherwise run the whole
+    /// sampler and decode an all-black image.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |field: &str, message: String| {
+            Err(crate::Error::InvalidConfig {
+                field: field.to_string(),
+                message,
+            })
+        };
+        if !(2..=10_000).contains(&self.num_timesteps) {
+            return bad(
+                "num_timesteps",
+                format!("{} is outside 2..=10000", self.num_timesteps),
+            );
+        }
+        if !(self.shift.is_finite() && self.shift > 0.0) {
+            return bad(
+                "shift",
+                format!("{} must be finite and positive", self.shift),
+            );
+        }
+        for (field, v) in [
+            ("cfg_text", self.cfg_text),
+            ("cfg_img", self.cfg_img),
+            ("renorm_min", self.renorm_min),
+        ] {
+            if !v.is_finite() {
+                return bad(field, format!("{v} must be finite"));
+            }
+        }
+        let (lo, hi) = self.interval;
+        if !(lo.is_finite() && hi.is_finite() && (0.0..=1.0).contains(&lo) && lo <= hi && hi <= 1.0)
+        {
+            return bad(
+                "interval",
+                format!("({lo}, {hi}) must satisfy 0 <= low <= high <= 1"),
+            );
+        }
+        Ok(())
+    }
+
     /// The official multi-reference settings: 4.0 / 2.0 / [0, 1] / text_channel.
     pub fn multi_reference() -> Self {
         SamplerConfig {

@@ -8,6 +8,9 @@
 
 use std::path::Path;
 
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::ToElement;
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 
@@ -92,6 +95,58 @@ pub fn load_safetensors<B: Backend, M: ModuleSnapshot<B>>(
             details: problems.join("\n"),
         })
     }
+}
+
+/// The module paths of float parameters holding NaN or infinity, at most `limit` of them.
+///
+/// A checkpoint with such values loads and runs, and yields an all-black image; loading refuses
+/// it instead, and the trainer never saves one.
+pub fn non_finite_params<B: Backend, M: Module<B>>(module: &M, limit: usize) -> Vec<String> {
+    struct Finder {
+        path: Vec<String>,
+        found: Vec<String>,
+        limit: usize,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Finder {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if self.found.len() >= self.limit {
+                return;
+            }
+            let all_finite = param.val().is_finite().float().min().into_scalar().to_f32() == 1.0;
+            if !all_finite {
+                self.found.push(self.path.join("."));
+            }
+        }
+    }
+    let mut finder = Finder {
+        path: Vec::new(),
+        found: Vec::new(),
+        limit,
+    };
+    module.visit(&mut finder);
+    finder.found
+}
+
+/// [`non_finite_params`] as an error naming the file and the first offending parameters.
+pub fn check_finite<B: Backend, M: Module<B>>(module: &M, path: &Path) -> Result<(), Error> {
+    let bad = non_finite_params(module, 5);
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Weights {
+        path: path.display().to_string(),
+        details: bad
+            .iter()
+            .map(|p| format!("  non-finite values (NaN or inf) in {p}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })
 }
 
 /// A module-side key in the checkpoint's naming.

@@ -66,7 +66,7 @@ fn settings() -> TrainSettings {
 #[test]
 fn loss_falls_on_a_fixed_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = Trainer::<B>::new(tiny_pipeline(dir.path()), settings(), &FlexDevice);
+    let mut t = Trainer::<B>::new(tiny_pipeline(dir.path()), settings(), &FlexDevice).unwrap();
     let data = batch();
     let first: f32 = (0..3)
         .map(|_| t.train_step(&data).unwrap().mse)
@@ -91,7 +91,8 @@ fn a_saved_run_resumes_exactly() {
         tiny_pipeline(&dir.path().join("init")),
         settings(),
         &FlexDevice,
-    );
+    )
+    .unwrap();
     for _ in 0..3 {
         straight.train_step(&data).unwrap();
     }
@@ -136,7 +137,7 @@ fn frozen_understanding_weights_do_not_move() {
         .weight
         .val()
         .into_data();
-    let mut t = Trainer::<B>::new(pipe, s, &FlexDevice);
+    let mut t = Trainer::<B>::new(pipe, s, &FlexDevice).unwrap();
     for _ in 0..3 {
         t.train_step(&batch()).unwrap();
     }
@@ -160,7 +161,7 @@ fn frozen_understanding_weights_do_not_move() {
 #[test]
 fn multi_reference_examples_train() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = Trainer::<B>::new(tiny_pipeline(dir.path()), settings(), &FlexDevice);
+    let mut t = Trainer::<B>::new(tiny_pipeline(dir.path()), settings(), &FlexDevice).unwrap();
     let mut data = batch();
     for s in &mut data {
         s.references = vec![s.target.clone(), s.target.clone()];
@@ -168,4 +169,97 @@ fn multi_reference_examples_train() {
     }
     let first = t.train_step(&data).unwrap();
     assert!(first.mse.is_finite() && first.mse > 0.0);
+}
+
+#[test]
+fn text_dropout_7_and_lr_1e300_are_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    for (field, s) in [
+        (
+            "text_dropout",
+            TrainSettings {
+                text_dropout: 7.0,
+                ..settings()
+            },
+        ),
+        (
+            "lr",
+            TrainSettings {
+                lr: 1e300,
+                ..settings()
+            },
+        ),
+        (
+            "lr",
+            TrainSettings {
+                lr: f64::NAN,
+                ..settings()
+            },
+        ),
+    ] {
+        let e = Trainer::<B>::new(tiny_pipeline(dir.path()), s, &FlexDevice)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(&format!("train.{field}")), "{e}");
+    }
+}
+
+/// Turns every float parameter into NaN: what an overflowing optimiser leaves behind.
+struct Poison;
+
+impl burn::module::ModuleMapper<Flex> for Poison {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<burn::tensor::Tensor<Flex, D>>,
+    ) -> burn::module::Param<burn::tensor::Tensor<Flex, D>> {
+        param.map(|t| t * f32::NAN)
+    }
+}
+
+#[test]
+fn a_diverged_run_stops_and_keeps_the_last_good_checkpoint() {
+    use burn::module::Module;
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let good = Trainer::<B>::new(
+        tiny_pipeline(&dir.path().join("a")),
+        settings(),
+        &FlexDevice,
+    )
+    .unwrap();
+    good.save(&ckpt).unwrap();
+    let saved = std::fs::read(ckpt.join("ema.safetensors")).unwrap();
+
+    let mut pipe = tiny_pipeline(&dir.path().join("b"));
+    pipe.model = pipe.model.map(&mut Poison);
+    let mut bad = Trainer::<B>::new(pipe, settings(), &FlexDevice).unwrap();
+    let e = bad.train_step(&batch()).unwrap_err().to_string();
+    assert!(e.contains("diverged at step 1") && e.contains("NaN"), "{e}");
+    let e = bad.save(&ckpt).unwrap_err().to_string();
+    assert!(e.contains("not finite"), "{e}");
+    assert_eq!(std::fs::read(ckpt.join("ema.safetensors")).unwrap(), saved);
+}
+
+#[test]
+fn resume_without_state_json_says_so_instead_of_blaming_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::<B>::new(
+        tiny_pipeline(&dir.path().join("init")),
+        settings(),
+        &FlexDevice,
+    )
+    .unwrap();
+    let ckpt = dir.path().join("ckpt");
+    t.train_step(&batch()).unwrap();
+    t.save(&ckpt).unwrap();
+    std::fs::remove_file(ckpt.join("train_state/state.json")).unwrap();
+    let e = Trainer::<B>::resume(&ckpt, None, &FlexDevice)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("state.json") && !e.contains("weights do not match"),
+        "{e}"
+    );
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use echo4o::core::{load_image, save_image};
+use echo4o::core::{check_image_output, load_image, save_image};
 use echo4o::model::burn::tensor::backend::Backend;
 use echo4o::model::pipeline::{BagelPipeline, PipelineRequest};
 use echo4o::model::sampling::SamplerConfig;
@@ -113,6 +113,8 @@ pub fn run(args: GenerateArgs, quiet: bool) -> anyhow::Result<()> {
     if args.steps < 2 {
         bail!("--steps {}: at least 2 timesteps are needed", args.steps);
     }
+    // Fail now, not after minutes of denoising.
+    check_image_output(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
     let references = args
         .references
         .iter()
@@ -129,6 +131,9 @@ pub fn run(args: GenerateArgs, quiet: bool) -> anyhow::Result<()> {
         sampler.cfg_img = s;
     }
     sampler.shift = args.shift;
+    sampler
+        .validate()
+        .context("--steps, --cfg-text, --cfg-img or --shift")?;
     let request = PipelineRequest {
         prompt: args.prompt.clone(),
         references,

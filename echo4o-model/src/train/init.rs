@@ -20,22 +20,32 @@ use rand_distr::{Distribution, StandardNormal, Uniform};
 ///
 /// let dev = Default::default();
 /// let c = BagelConfig::tiny();
-/// let a = seeded_init(Bagel::<burn_flex::Flex>::init(&c, &dev), 7);
-/// let b = seeded_init(Bagel::<burn_flex::Flex>::init(&c, &dev), 7);
+/// let a = seeded_init(Bagel::<burn_flex::Flex>::init(&c, &dev), 7)?;
+/// let b = seeded_init(Bagel::<burn_flex::Flex>::init(&c, &dev), 7)?;
 /// assert_eq!(a.vae2llm.weight.val().into_data(), b.vae2llm.weight.val().into_data());
+/// # Ok::<(), echo4o_model::Error>(())
 /// ```
-pub fn seeded_init<B: Backend, M: Module<B>>(module: M, seed: u64) -> M {
-    module.map(&mut Redraw {
+///
+/// A parameter whose range cannot be drawn is an error naming it, never silently zeros.
+pub fn seeded_init<B: Backend, M: Module<B>>(module: M, seed: u64) -> Result<M, crate::Error> {
+    let mut redraw = Redraw {
         rng: ChaCha8Rng::seed_from_u64(seed),
         path: Vec::new(),
         fan_in: 1,
-    })
+        error: None,
+    };
+    let module = module.map(&mut redraw);
+    match redraw.error {
+        Some(e) => Err(e),
+        None => Ok(module),
+    }
 }
 
 struct Redraw {
     rng: ChaCha8Rng,
     path: Vec<String>,
     fan_in: usize,
+    error: Option<crate::Error>,
 }
 
 impl<B: Backend> ModuleMapper<B> for Redraw {
@@ -55,6 +65,7 @@ impl<B: Backend> ModuleMapper<B> for Redraw {
         let embedding = path.ends_with("embed_tokens") || path.ends_with("position_embedding");
         let rng = &mut self.rng;
         let fan_in = &mut self.fan_in;
+        let error = &mut self.error;
         param.map(|t| {
             let dims = t.dims();
             let n: usize = dims.iter().product();
@@ -67,7 +78,16 @@ impl<B: Backend> ModuleMapper<B> for Redraw {
                 let bound = 1.0 / (*fan_in as f32).sqrt();
                 match Uniform::new_inclusive(-bound, bound) {
                     Ok(u) => (0..n).map(|_| u.sample(rng)).collect(),
-                    Err(_) => vec![0.0; n],
+                    Err(e) => {
+                        error.get_or_insert(crate::Error::InvalidConfig {
+                            field: path.clone(),
+                            message: format!(
+                                "cannot draw initial weights from U(-{bound}, {bound}) (fan-in {}): {e}",
+                                *fan_in
+                            ),
+                        });
+                        vec![0.0; n]
+                    }
                 }
             };
             let device = t.device();

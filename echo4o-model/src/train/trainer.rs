@@ -23,8 +23,8 @@ use crate::autoencoder::LatentCodec;
 use crate::bagel::{Bagel, patchify};
 use crate::codec::Codec;
 use crate::config::BagelConfig;
-use crate::parity::chw_tensor;
 use crate::pipeline::{BagelPipeline, save_checkpoint};
+use crate::pixels::chw_tensor;
 use crate::tokenizer::BagelTokenizer;
 
 /// Optimisation settings. Defaults are the official ones (`TrainingArguments`), except the
@@ -90,6 +90,56 @@ impl Default for TrainSettings {
 }
 
 impl TrainSettings {
+    /// Checks every value before a run starts, naming the field that is out of range (a
+    /// `text_dropout` of 7 would panic inside the RNG, an `lr` of 1e300 would train to NaN).
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field: &str, message: String| {
+            Err(Error::InvalidConfig {
+                field: format!("train.{field}"),
+                message,
+            })
+        };
+        if !(1..=4096).contains(&self.batch_size) {
+            return bad(
+                "batch_size",
+                format!("{} is outside 1..=4096", self.batch_size),
+            );
+        }
+        let ranges: [(&str, f64, f64, f64, bool); 10] = [
+            // (field, value, low, high, high is inclusive)
+            ("lr", self.lr, f64::MIN_POSITIVE, 1.0, true),
+            ("text_dropout", self.text_dropout, 0.0, 1.0, true),
+            ("ema_decay", self.ema_decay, 0.0, 1.0, true),
+            ("beta1", f64::from(self.beta1), 0.0, 1.0, false),
+            ("beta2", f64::from(self.beta2), 0.0, 1.0, false),
+            ("eps", f64::from(self.eps), 0.0, 1.0, true),
+            ("weight_decay", f64::from(self.weight_decay), 0.0, 1.0, true),
+            (
+                "grad_clip",
+                f64::from(self.grad_clip),
+                f64::MIN_POSITIVE,
+                1e6,
+                true,
+            ),
+            (
+                "timestep_shift",
+                f64::from(self.timestep_shift),
+                1e-3,
+                1e3,
+                true,
+            ),
+            ("ce_weight", f64::from(self.ce_weight), 0.0, 1e3, true),
+        ];
+        for (field, v, low, high, inclusive) in ranges {
+            let inside = v.is_finite() && v >= low && if inclusive { v <= high } else { v < high };
+            if !inside {
+                let close = if inclusive { "]" } else { ")" };
+                return bad(field, format!("{v} is outside [{low}, {high}{close}"));
+            }
+        }
+        Ok(())
+    }
+
     /// The learning rate at `step` (0-based): linear warm-up, then constant.
     pub fn lr_at(&self, step: usize) -> f64 {
         if step < self.warmup_steps {
@@ -205,21 +255,24 @@ fn optimizer<B: AutodiffBackend>(s: &TrainSettings) -> OptimizerAdaptor<AdamW, B
         .init()
 }
 
-fn io(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Weights {
+/// A training-state file that cannot be read or written (not a weights mismatch: a missing
+/// `state.json` must say so).
+fn state_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::TrainState {
         path: path.display().to_string(),
-        details: format!("  {e}"),
+        message: e.to_string(),
     }
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
     /// A run starting from `pipeline`'s weights (a fresh random model, or a checkpoint to
-    /// fine-tune), in f32.
+    /// fine-tune), in f32. Settings out of range ([`TrainSettings::validate`]) are an error.
     pub fn new(
         pipeline: BagelPipeline<B::InnerBackend>,
         settings: TrainSettings,
         device: &B::Device,
-    ) -> Self {
+    ) -> Result<Self, Error> {
+        settings.validate()?;
         let BagelPipeline {
             model,
             vae,
@@ -233,7 +286,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             und: settings.freeze_und,
             vit: settings.freeze_vit,
         });
-        Trainer {
+        Ok(Trainer {
             model: Some(trained),
             optim: optimizer::<B>(&settings),
             ema,
@@ -243,7 +296,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             settings,
             step: 0,
             device: device.clone(),
-        }
+        })
     }
 
     /// Steps done.
@@ -345,6 +398,18 @@ impl<B: AutodiffBackend> Trainer<B> {
         );
         let loss: f32 = out.loss.clone().into_scalar().to_f32();
         let mse: f32 = out.mse.clone().into_scalar().to_f32();
+        if !loss.is_finite() {
+            // Stop before the optimiser spreads NaN into the moments; the weights stay as they
+            // were, and so does every checkpoint on disk.
+            self.model = Some(model);
+            return Err(Error::Diverged {
+                step: self.step + 1,
+                what: format!(
+                    "the loss is {loss} (learning rate {})",
+                    self.settings.lr_at(self.step)
+                ),
+            });
+        }
         let grads = GradientsParams::from_grads(out.loss.backward(), &model);
         let lr = self.settings.lr_at(self.step);
         let model = self.optim.step(lr, model, grads);
@@ -389,24 +454,32 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// `tokenizer.json`) and `dir/train_state/` (the trained weights with their parameter ids,
     /// the optimiser state, the step), from which [`Trainer::resume`] continues.
     pub fn save(&self, dir: &Path) -> Result<(), Error> {
+        // Never replace a good checkpoint with a diverged one.
+        if !crate::weights::non_finite_params(&self.ema, 1).is_empty() {
+            return Err(Error::Diverged {
+                step: self.step,
+                what: "the EMA weights are not finite; the last saved checkpoint is kept".into(),
+            });
+        }
         save_checkpoint(dir, &self.ema, &self.codec, &self.config)?;
         self.tokenizer.save(&dir.join("tokenizer.json"))?;
         let state = dir.join("train_state");
-        std::fs::create_dir_all(&state).map_err(|e| io(&state, e))?;
+        std::fs::create_dir_all(&state)
+            .map_err(|e| Error::Core(echo4o_core::Error::io(&state, e)))?;
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         if let Some(model) = &self.model {
             model
                 .clone()
                 .save_file(state.join("model"), &recorder)
-                .map_err(|e| io(&state.join("model.mpk"), e))?;
+                .map_err(|e| state_error(&state.join("model.mpk"), e))?;
         }
         Recorder::<B>::record(&recorder, self.optim.to_record(), state.join("optim"))
-            .map_err(|e| io(&state.join("optim.mpk"), e))?;
+            .map_err(|e| state_error(&state.join("optim.mpk"), e))?;
         let json = serde_json::to_string_pretty(&TrainState {
             step: self.step,
             settings: self.settings.clone(),
         })
-        .map_err(|e| io(&state, e))?;
+        .map_err(|e| state_error(&state, e))?;
         echo4o_core::fs::write_atomic(&state.join("state.json"), json.as_bytes())
             .map_err(Error::Core)
     }
@@ -417,7 +490,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         let pipeline = BagelPipeline::<B::InnerBackend>::load(dir, device)?;
         let state_dir = dir.join("train_state");
         let path = state_dir.join("state.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Core(echo4o_core::Error::io(&path, e)))?;
         let state: TrainState = serde_json::from_str(&text).map_err(|e| Error::Config {
             path: path.display().to_string(),
             message: e.to_string(),
@@ -426,16 +500,16 @@ impl<B: AutodiffBackend> Trainer<B> {
         if let Some(s) = steps {
             settings.steps = s;
         }
-        let mut trainer = Trainer::new(pipeline, settings, device);
+        let mut trainer = Trainer::new(pipeline, settings, device)?;
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         let model = trainer
             .model
             .take()
-            .ok_or_else(|| io(dir, "no model"))?
+            .ok_or_else(|| state_error(dir, "no model"))?
             .load_file(state_dir.join("model"), &recorder, device)
-            .map_err(|e| io(&state_dir.join("model.mpk"), e))?;
+            .map_err(|e| state_error(&state_dir.join("model.mpk"), e))?;
         let record = Recorder::<B>::load(&recorder, state_dir.join("optim"), device)
-            .map_err(|e| io(&state_dir.join("optim.mpk"), e))?;
+            .map_err(|e| state_error(&state_dir.join("optim.mpk"), e))?;
         trainer.optim = optimizer::<B>(&trainer.settings).load_record(record);
         trainer.model = Some(model);
         trainer.step = state.step;
