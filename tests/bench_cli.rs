@@ -233,3 +233,67 @@ fn geneval_with_the_shapes_detector_scores_a_folder() {
         assert!(out.join(f).is_file(), "{f}");
     }
 }
+
+/// One corrupt image counts as wrong and is listed; it does not end the run.
+#[test]
+fn geneval_scores_the_rest_when_one_image_is_corrupt() {
+    use echo4o::bench::geneval::{shapes_metadata, write_sample_folder};
+    use echo4o::data::shapes::captions::geneval_shapes;
+    use echo4o::data::shapes::layout::place;
+
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    let prompts = geneval_shapes(50, echo4o::bench::geneval::SHAPES_SEED);
+    let metadata = shapes_metadata(false);
+    for k in 0..2 {
+        let img = place(&prompts[k].request, 64, 64, 1).unwrap().render();
+        write_sample_folder(&images, k, &metadata[k], &[img]).unwrap();
+    }
+    let broken = images.join("00001/samples/00000.png");
+    assert!(broken.is_file());
+    std::fs::write(&broken, b"\x89PNG not really").unwrap();
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_echo4o"))
+        .args(["bench", "geneval", "--images"])
+        .arg(&images)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["correct"], true);
+    assert_eq!(lines[1]["correct"], false);
+    assert!(
+        lines[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unreadable image")
+    );
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    assert!(summary.contains("00000.png"), "{summary}");
+}
+
+#[test]
+fn a_zero_timeout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_echo4o"))
+        .args(["bench", "geneval-pp", "--images"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .args(["--timeout", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--timeout"));
+}

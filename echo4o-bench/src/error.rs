@@ -36,6 +36,10 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// The judge could not give verdicts: it refused for good (the run stopped), or items were
+    /// left without a verdict after every transport retry.
+    #[error("judge: {0}")]
+    Judge(String),
     /// An error from `echo4o-core` (images, HTTP).
     #[error(transparent)]
     Core(#[from] echo4o_core::Error),

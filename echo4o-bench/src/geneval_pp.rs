@@ -155,7 +155,9 @@ pub fn parse_items(text: &str, origin: &str) -> Result<Vec<Item>> {
 
 /// The 280 official items.
 pub fn official_items() -> Vec<Item> {
-    parse_items(PROMPTS_JSONL, "Geneval++.jsonl").unwrap_or_default()
+    // Shipped with the crate and parsed by a test: a failure here is a build defect, and an
+    // empty default would silently score an empty benchmark.
+    parse_items(PROMPTS_JSONL, "Geneval++.jsonl").expect("the bundled Geneval++.jsonl parses")
 }
 
 /// Parses a judge reply exactly as the official script: strip, drop a leading "```json" and a

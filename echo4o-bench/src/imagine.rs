@@ -87,7 +87,8 @@ pub fn parse_items(text: &str, origin: &str) -> Result<Vec<Item>> {
 
 /// The 270 official items.
 pub fn official_items() -> Vec<Item> {
-    parse_items(PROMPTS_JSONL, "Imagine.jsonl").unwrap_or_default()
+    // Shipped with the crate and parsed by a test: never an empty default.
+    parse_items(PROMPTS_JSONL, "Imagine.jsonl").expect("the bundled Imagine.jsonl parses")
 }
 
 /// The three judge scores; -1 where the reply had none (the official default).
@@ -353,9 +354,16 @@ impl JudgedBenchmark for ImagineBench {
     }
 
     fn image_candidates(&self, images: &Path, item: &Item) -> Vec<PathBuf> {
+        // Lower case first (the official names), then upper case (`.JPG` from cameras and
+        // some Windows tools), which a case-sensitive file system would otherwise miss.
         EXTENSIONS
             .iter()
             .map(|ext| images.join(format!("{}.{ext}", item.id)))
+            .chain(
+                EXTENSIONS
+                    .iter()
+                    .map(|ext| images.join(format!("{}.{}", item.id, ext.to_uppercase()))),
+            )
             .collect()
     }
 

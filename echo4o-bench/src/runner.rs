@@ -155,6 +155,28 @@ enum Done<R> {
     Scored(R),
     MissingRecord(R),
     Skipped(String),
+    /// Every transport retry failed (connection, timeout, 5xx): no verdict, a rerun retries.
+    Unjudged(String, echo4o_core::Error),
+    /// The judge refused for good (401, 403, quota): the run stops.
+    Permanent(echo4o_core::Error),
+}
+
+/// How much of a judge reply (or error) is kept in records, reports and messages. A 10 MB
+/// unparseable reply must not be copied into every output file.
+pub const MAX_REPLY_CHARS: usize = 8192;
+
+/// `text` cut to [`MAX_REPLY_CHARS`] characters, saying how much was cut.
+pub fn cap_reply(text: String) -> String {
+    match text.char_indices().nth(MAX_REPLY_CHARS) {
+        Some((i, _)) => format!("{}... [{} more bytes cut]", &text[..i], text.len() - i),
+        None => text,
+    }
+}
+
+/// Why a run of judge requests for one item ended without a verdict to record.
+enum NoVerdict {
+    Transport(echo4o_core::Error),
+    Permanent(echo4o_core::Error),
 }
 
 async fn judge_item<B: JudgedBenchmark>(
@@ -182,12 +204,16 @@ async fn judge_item<B: JudgedBenchmark>(
             return Done::Scored(bench.record(item, judged));
         }
     };
-    judge_attempts(bench, judge, item, &b64, &mut judged, opts.attempts).await;
-    Done::Scored(bench.record(item, judged))
+    match judge_attempts(bench, judge, item, &b64, &mut judged, opts.attempts).await {
+        Ok(()) => Done::Scored(bench.record(item, judged)),
+        Err(NoVerdict::Transport(e)) => Done::Unjudged(bench.key(item), e),
+        Err(NoVerdict::Permanent(e)) => Done::Permanent(e),
+    }
 }
 
-/// Up to `attempts` judge requests for one item, as the official scripts retry: a failed request
-/// or an unparseable reply is a failed attempt.
+/// Up to `attempts` judge requests for one item, as the official scripts retry: an unparseable
+/// reply is a failed attempt. A request that fails at the transport level (after the client's
+/// own retries) or for good is not a verdict: it ends the item with [`NoVerdict`].
 async fn judge_attempts<B: JudgedBenchmark>(
     bench: &B,
     judge: &dyn Judge,
@@ -195,7 +221,7 @@ async fn judge_attempts<B: JudgedBenchmark>(
     b64: &str,
     judged: &mut Judged<B::Parsed>,
     attempts: u32,
-) {
+) -> std::result::Result<(), NoVerdict> {
     let request = bench.request(item, b64);
     for attempt in 0..attempts.max(1) {
         if attempt > 0 {
@@ -209,13 +235,14 @@ async fn judge_attempts<B: JudgedBenchmark>(
                 }
                 match bench.parse(&reply.text) {
                     Ok(parsed) => {
-                        judged.outcome = Ok((parsed, reply.text));
-                        return;
+                        judged.outcome = Ok((parsed, cap_reply(reply.text)));
+                        return Ok(());
                     }
-                    Err(e) => judged.outcome = Err(e),
+                    Err(e) => judged.outcome = Err(cap_reply(e)),
                 }
             }
-            Err(e) => judged.outcome = Err(e.to_string()),
+            Err(e) if e.is_permanent() => return Err(NoVerdict::Permanent(e)),
+            Err(e) => return Err(NoVerdict::Transport(e)),
         }
         tracing::debug!(
             "item {}: attempt {} failed: {:?}",
@@ -224,6 +251,7 @@ async fn judge_attempts<B: JudgedBenchmark>(
             judged.outcome.as_ref().err()
         );
     }
+    Ok(())
 }
 
 /// A judged benchmark and a judge as a [`Scorer`]: scores one in-memory image against one item
@@ -253,35 +281,108 @@ impl<B: JudgedBenchmark> Scorer for JudgeScorer<'_, B> {
             usage: Usage::default(),
             image: PathBuf::from("<memory>"),
         };
-        judge_attempts(self.bench, self.judge, item, &b64, &mut judged, 3).await;
-        Ok(self.bench.verdict(&self.bench.record(item, judged)))
+        match judge_attempts(self.bench, self.judge, item, &b64, &mut judged, 3).await {
+            Ok(()) => Ok(self.bench.verdict(&self.bench.record(item, judged))),
+            Err(NoVerdict::Transport(e) | NoVerdict::Permanent(e)) => Err(e),
+        }
     }
 }
 
-/// Checks that `out` holds no run of another benchmark or judge, and records this one.
-fn claim_output(out: &Path, benchmark: &str, judge_model: &str) -> Result<()> {
-    let path = out.join("run.json");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let old: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))?;
-        for (field, want) in [("benchmark", benchmark), ("judge_model", judge_model)] {
-            if old[field] != want {
-                return Err(Error::invalid(
-                    "output folder",
-                    format!(
-                        "{} holds a run with {field} {} (this run: {want:?}); use another --out",
-                        out.display(),
-                        old[field]
-                    ),
-                ));
-            }
-        }
-        return Ok(());
+/// What a results folder was made with: a resumed run must match it, or its verdicts would be
+/// reported for other images, prompts or judges.
+fn run_identity<B: JudgedBenchmark>(bench: &B, judge: &dyn Judge) -> serde_json::Value {
+    // The prompts: every request as sent, without its image.
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    for item in bench.items() {
+        sha2::Digest::update(&mut hasher, bench.key(item).as_bytes());
+        let request = serde_json::to_string(&bench.request(item, "")).unwrap_or_default();
+        sha2::Digest::update(&mut hasher, request.as_bytes());
     }
-    report::write_json(
-        &path,
-        &json!({"benchmark": benchmark, "judge_model": judge_model}),
+    let prompts: String = sha2::Digest::finalize(hasher)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    json!({
+        "benchmark": bench.name(),
+        "judge_model": judge.model(),
+        "judge_endpoint": judge.endpoint(),
+        "prompts_sha256": prompts,
+    })
+}
+
+/// Checks that `out` holds no run of another benchmark, judge or prompt set, and records this
+/// one. A field an older run.json lacks is filled in, not held against it.
+fn claim_output(out: &Path, identity: &serde_json::Value) -> Result<()> {
+    let path = out.join("run.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut old: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))?;
+            let mut filled = false;
+            if let (Some(old_map), Some(new_map)) = (old.as_object_mut(), identity.as_object()) {
+                for (field, want) in new_map {
+                    match old_map.get(field) {
+                        Some(have) if have != want => {
+                            return Err(Error::invalid(
+                                "output folder",
+                                format!(
+                                    "{} holds a run with {field} {have} (this run: {want}); its verdicts \
+                                     would be reported for this run: use another --out",
+                                    out.display()
+                                ),
+                            ));
+                        }
+                        Some(_) => {}
+                        None => {
+                            old_map.insert(field.clone(), want.clone());
+                            filled = true;
+                        }
+                    }
+                }
+            }
+            if filled {
+                report::write_json(&path, &old)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => report::write_json(&path, identity),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
+/// What identifies an image file's content cheaply: path, size and modification time.
+fn fingerprint(path: &Path) -> Option<serde_json::Value> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some(
+        json!({"path": path.display().to_string(), "size": meta.len(), "mtime_ns": mtime.to_string()}),
     )
+}
+
+/// `images.jsonl` beside `results.jsonl`: for each judged item, the fingerprint of the image it
+/// was judged on. A resumed run re-judges an item whose image changed (another `--images`
+/// folder, a regenerated file) instead of reporting the old verdict for it.
+fn read_fingerprints(path: &Path) -> Result<HashMap<String, serde_json::Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut map = HashMap::new();
+    for line in text.lines() {
+        // A torn last line only loses a fingerprint: that item is judged again.
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+            && let Some(key) = v.get("key").and_then(|k| k.as_str())
+        {
+            map.insert(key.to_string(), v["image"].clone());
+        }
+    }
+    Ok(map)
 }
 
 /// Runs `bench` on the images of `opts.images` with `judge`, resuming whatever `opts.out` already
@@ -296,11 +397,24 @@ pub async fn run<B: JudgedBenchmark>(
         return Err(Error::invalid("concurrency", "must be at least 1"));
     }
     let started = Instant::now();
-    claim_output(&opts.out, bench.name(), &judge.model())?;
+    claim_output(&opts.out, &run_identity(bench, judge))?;
     let (mut store, previous) = ResultStore::open::<B::Record>(&opts.out.join("results.jsonl"))?;
+    let prints_path = opts.out.join("images.jsonl");
+    let prints = read_fingerprints(&prints_path)?;
+    let (mut prints_store, _) = ResultStore::open::<serde_json::Value>(&prints_path)?;
+    let by_key: HashMap<String, &B::Item> =
+        bench.items().iter().map(|i| (bench.key(i), i)).collect();
+    // Keep an earlier verdict only if it was judged on the image that is there now.
     let mut done: HashMap<String, B::Record> = previous
         .into_iter()
         .map(|r| (bench.record_key(&r), r))
+        .filter(|(key, _)| {
+            let now = by_key
+                .get(key)
+                .and_then(|i| find_image(&bench.image_candidates(&opts.images, i)))
+                .and_then(|p| fingerprint(&p));
+            now.is_some() && prints.get(key) == now.as_ref()
+        })
         .collect();
     let resumed = bench
         .items()
@@ -315,16 +429,35 @@ pub async fn run<B: JudgedBenchmark>(
         .filter(|i| !done.contains_key(&bench.key(i)))
         .collect();
     let mut missing_records = HashMap::new();
+    let mut unjudged: Vec<(String, echo4o_core::Error)> = Vec::new();
     let mut stream = futures::stream::iter(pending)
         .map(|item| judge_item(bench, judge, item, opts))
         .buffer_unordered(opts.concurrency);
     while let Some(result) = stream.next().await {
         match result {
             Done::Scored(record) => {
-                store.append(&record)?;
                 let key = bench.record_key(&record);
+                let image = by_key
+                    .get(&key)
+                    .and_then(|i| find_image(&bench.image_candidates(&opts.images, i)))
+                    .and_then(|p| fingerprint(&p));
+                store.append(&record)?;
+                prints_store.append(&json!({"key": key, "image": image}))?;
                 progress.item(&key, bench.failed(&record).is_some());
                 done.insert(key, record);
+            }
+            Done::Unjudged(key, e) => {
+                progress.item(&key, true);
+                unjudged.push((key, e));
+            }
+            Done::Permanent(e) => {
+                drop(stream);
+                progress.finish();
+                return Err(Error::Judge(format!(
+                    "{e}; this will not pass by retrying, so the run stopped ({} items judged are kept in {}; rerun once fixed)",
+                    done.len(),
+                    store.path().display()
+                )));
             }
             Done::MissingRecord(record) => {
                 let key = bench.record_key(&record);
@@ -336,6 +469,13 @@ pub async fn run<B: JudgedBenchmark>(
     }
     drop(stream);
     progress.finish();
+    if let Some((key, e)) = unjudged.first() {
+        return Err(Error::Judge(format!(
+            "{} items could not be judged (transport failures after every retry; item {key}: {e}); \
+                 no verdict was stored for them: rerun the same command to retry them",
+            unjudged.len()
+        )));
+    }
 
     let mut records = Vec::new();
     let mut rows = Vec::new();

@@ -258,10 +258,9 @@ async fn a_killed_then_resumed_run_writes_the_same_files() {
     let done_before = std::fs::read_to_string(&results).unwrap().lines().count();
     assert!(done_before < 13, "{done_before}");
 
-    let server2 = MockServer::start(geneval_script(items.clone())).await;
-    let outcome = run(&bench, &judge(&server2, "gpt-4.1"), &opts, &NoProgress)
-        .await
-        .unwrap();
+    // Resumed against the same judge (a run folder is bound to its judge's endpoint).
+    let sent_before = slow.count();
+    let outcome = run(&bench, &slow_judge, &opts, &NoProgress).await.unwrap();
     assert_eq!(outcome.summary.resumed, done_before);
     let finished_items: std::collections::HashSet<String> = std::fs::read_to_string(&results)
         .unwrap()
@@ -269,7 +268,7 @@ async fn a_killed_then_resumed_run_writes_the_same_files() {
         .take(done_before)
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].to_string())
         .collect();
-    for r in server2.requests() {
+    for r in slow.requests().into_iter().skip(sent_before) {
         let prompt = instruction_of(&r.body);
         let line = items.iter().find(|i| i.prompt == prompt).unwrap().line;
         assert!(
@@ -354,11 +353,14 @@ async fn imagine_requests_are_official_and_scores_are_exact() {
         (3, "webp"),
         (121, "jpeg"),
         (122, "png"),
-        (151, "png"),
         (211, "png"),
     ] {
         write_image(&images.path().join(format!("{id}.{ext}")), id as u8);
     }
+    // 151's image is unreadable: recorded as failed without a request, as officially. (A
+    // judge that cannot be reached is never a verdict: see
+    // `transport_failures_are_not_verdicts_and_a_rerun_retries_them`.)
+    std::fs::write(images.path().join("151.png"), b"\x89PNG broken").unwrap();
     // 212 has no image: skipped and listed.
     let replies: Vec<(u64, &str)> = vec![
         (
@@ -466,7 +468,7 @@ async fn imagine_requests_are_official_and_scores_are_exact() {
         ]
     );
     let rec151 = outcome.records.iter().find(|r| r.id == 151).unwrap();
-    assert_eq!(rec151.attempts, 3);
+    assert_eq!(rec151.attempts, 0);
 
     // Categories: Attribute shift (7.8+5.2+7.8)/3 = 6.933; Hybridization (3.6+8.2)/2 = 5.9;
     // Spatiotemporal 0; Multi-Object 7.2. Overall (3*6.9333+2*5.9+2*0+2*7.2)/9 = 5.222.
@@ -525,4 +527,203 @@ async fn a_judged_benchmark_is_a_scorer() {
     assert_eq!(fail.passed, Some(false));
     assert_eq!(fail.details["correct"], -1);
     assert_eq!(fail.usage.total_tokens, 3 * 120);
+}
+
+fn results_lines(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_401_or_a_quota_error_stops_the_run_and_stores_no_verdict() {
+    let images = tempfile::tempdir().unwrap();
+    geneval_images(images.path());
+    let bench = GenEvalPp::with_items(geneval_items().into_iter().take(8).collect());
+    for reply in [
+        MockReply::raw(401, r#"{"error":{"message":"Incorrect API key"}}"#),
+        MockReply::raw(
+            429,
+            r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota"}}"#,
+        ),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let server = MockServer::start(move |_, _| reply.clone()).await;
+        let mut opts = RunOptions::new(images.path(), out.path());
+        opts.concurrency = 1;
+        let err = run(&bench, &judge(&server, "gpt-4.1"), &opts, &NoProgress)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("will not pass by retrying"), "{err}");
+        assert_eq!(server.count(), 1, "stopped at the first permanent error");
+        assert!(
+            results_lines(out.path()).is_empty(),
+            "no -1 verdict was stored"
+        );
+    }
+}
+
+#[tokio::test]
+async fn transport_failures_are_not_verdicts_and_a_rerun_retries_them() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let images = tempfile::tempdir().unwrap();
+    geneval_images(images.path());
+    let items: Vec<_> = geneval_items().into_iter().take(3).collect();
+    let down = std::sync::Arc::new(AtomicBool::new(true));
+    let d = down.clone();
+    let second = items[1].prompt.clone();
+    let server = MockServer::start(move |body, _| {
+        if d.load(Ordering::SeqCst) && instruction_of(body) == second {
+            MockReply::raw(503, "overloaded")
+        } else {
+            MockReply::content(r#"{"correct": 1, "reason": "ok"}"#)
+        }
+    })
+    .await;
+    let bench = GenEvalPp::with_items(items);
+    let out = tempfile::tempdir().unwrap();
+    let opts = RunOptions::new(images.path(), out.path());
+    let err = run(&bench, &judge(&server, "gpt-4.1"), &opts, &NoProgress)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 items could not be judged"), "{err}");
+    let ids: Vec<u64> = results_lines(out.path())
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(
+        !ids.contains(&2),
+        "no verdict stored for the unreachable item"
+    );
+    down.store(false, Ordering::SeqCst);
+    let before = server.count();
+    let outcome = run(&bench, &judge(&server, "gpt-4.1"), &opts, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        server.count() - before,
+        1,
+        "only the unjudged item is sent again"
+    );
+    assert!(outcome.records.iter().all(|r| r.passed()));
+}
+
+#[tokio::test]
+async fn reusing_out_with_another_images_folder_judges_the_new_images() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    geneval_images(a.path());
+    geneval_images(b.path());
+    let items: Vec<_> = geneval_items().into_iter().take(4).collect();
+    let server = MockServer::start(geneval_script(items.clone())).await;
+    let bench = GenEvalPp::with_items(items);
+    let out = tempfile::tempdir().unwrap();
+    run(
+        &bench,
+        &judge(&server, "gpt-4.1"),
+        &RunOptions::new(a.path(), out.path()),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.count(), 4);
+    // The same folder again: nothing to do.
+    run(
+        &bench,
+        &judge(&server, "gpt-4.1"),
+        &RunOptions::new(a.path(), out.path()),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.count(), 4);
+    // Another folder: every image is judged, none reported with the old verdict.
+    let outcome = run(
+        &bench,
+        &judge(&server, "gpt-4.1"),
+        &RunOptions::new(b.path(), out.path()),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.count(), 8);
+    assert_eq!(outcome.summary.resumed, 0);
+    // One image regenerated in place: only it is judged again.
+    std::thread::sleep(Duration::from_millis(20));
+    write_image(&b.path().join("2.jpg"), 77);
+    run(
+        &bench,
+        &judge(&server, "gpt-4.1"),
+        &RunOptions::new(b.path(), out.path()),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.count(), 9);
+}
+
+#[tokio::test]
+async fn odd_usage_keeps_the_verdict_and_a_10_mb_reply_is_capped() {
+    let images = tempfile::tempdir().unwrap();
+    geneval_images(images.path());
+    let items: Vec<_> = geneval_items().into_iter().take(2).collect();
+    let first = items[0].prompt.clone();
+    let huge = "x".repeat(10 << 20);
+    let server = MockServer::start(move |body, _| {
+        if instruction_of(body) == first {
+            MockReply::json(json!({
+                "choices": [{"message": {"role": "assistant", "content": "{\"correct\": 1, \"reason\": \"ok\"}"}}],
+                "usage": {"prompt_tokens": null, "completion_tokens": 7.0, "total_tokens": 7.5}
+            }))
+        } else {
+            MockReply::content(huge.clone())
+        }
+    })
+    .await;
+    let bench = GenEvalPp::with_items(items);
+    let out = tempfile::tempdir().unwrap();
+    let outcome = run(
+        &bench,
+        &judge(&server, "gpt-4.1"),
+        &RunOptions::new(images.path(), out.path()),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert!(
+        outcome.records[0].passed(),
+        "{:?}",
+        outcome.records[0].result
+    );
+    assert_eq!(outcome.records[0].usage.completion_tokens, 7);
+    for f in [
+        "results.jsonl",
+        "summary.json",
+        "report.md",
+        "report.html",
+        "Output.json",
+    ] {
+        let len = std::fs::metadata(out.path().join(f)).unwrap().len();
+        assert!(len < 200_000, "{f}: {len} bytes");
+    }
+}
+
+#[test]
+fn imagine_finds_upper_case_extensions() {
+    use echo4o_bench::runner::JudgedBenchmark;
+    let dir = tempfile::tempdir().unwrap();
+    let bench = ImagineBench::with_items(imagine::official_items().into_iter().take(1).collect());
+    let item = &bench.items()[0];
+    std::fs::write(dir.path().join(format!("{}.JPG", item.id)), b"x").unwrap();
+    assert!(
+        bench
+            .image_candidates(dir.path(), item)
+            .iter()
+            .any(|p| p.is_file())
+    );
 }

@@ -8,7 +8,9 @@ use anyhow::{Context, bail};
 use echo4o::bench::geneval_pp::{self, GenEvalPp};
 use echo4o::bench::imagine::{self, ImagineBench, Scoring};
 use echo4o::bench::runner::{self, JudgedBenchmark, Progress, RunOptions};
-use echo4o::core::openai::{DEFAULT_BASE_URL, OpenAiConfig, OpenAiJudge, RetryPolicy};
+use echo4o::core::openai::{
+    DEFAULT_BASE_URL, OpenAiConfig, OpenAiJudge, RetryPolicy, is_openai_host,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `echo4o bench`.
@@ -74,20 +76,23 @@ struct JudgeArgs {
     #[arg(long)]
     out: PathBuf,
     /// OpenAI-compatible API base (vLLM, llama.cpp, Ollama: `http://HOST:PORT/v1`).
+    /// `user:password@` in it is sent as basic auth and never written to any output.
     #[arg(long, default_value = DEFAULT_BASE_URL)]
     judge_url: String,
     /// Judge model [default: the official one: gpt-4.1 for GenEval++, gpt-4.1-2025-04-14 for
     /// Imagine-Bench].
     #[arg(long)]
     judge_model: Option<String>,
-    /// Environment variable holding the API key (local servers need none).
-    #[arg(long, default_value = "OPENAI_API_KEY")]
-    api_key_env: String,
+    /// Environment variable holding the judge's API key, sent as Bearer to --judge-url
+    /// [default: OPENAI_API_KEY, and only to api.openai.com: another host gets no key unless
+    /// this names one].
+    #[arg(long)]
+    api_key_env: Option<String>,
     /// Items judged at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     concurrency: u32,
-    /// Seconds before a judge request times out (it is then retried).
-    #[arg(long, default_value_t = 300)]
+    /// Seconds before a judge request times out (it is then retried); 1 to 86400.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
     /// Transport retries per request (connection errors, timeouts, 429, 5xx).
     #[arg(long, default_value_t = 6)]
@@ -207,9 +212,11 @@ async fn execute<B: JudgedBenchmark>(
         .judge_model
         .clone()
         .unwrap_or_else(|| default_model.to_string());
-    let config = OpenAiConfig::new(model)
-        .with_base_url(&args.judge_url)
-        .with_api_key_env(&args.api_key_env)
+    let mut config = OpenAiConfig::new(model).with_base_url(&args.judge_url);
+    if let Some(var) = &args.api_key_env {
+        config = config.with_api_key_env(var);
+    }
+    let config = config
         .with_timeout(Duration::from_secs(args.timeout))
         .with_retry(RetryPolicy {
             max_retries: args.retries,
@@ -224,13 +231,12 @@ async fn execute<B: JudgedBenchmark>(
         );
         return Ok(());
     }
-    if args.judge_url.trim_end_matches('/') == DEFAULT_BASE_URL
-        && std::env::var(&args.api_key_env).map_or(true, |k| k.is_empty())
-    {
+    if is_openai_host(&args.judge_url) && !config.has_credentials() {
         bail!(
-            "the judge at {DEFAULT_BASE_URL} needs an API key: set ${} (or name another variable \
+            "the judge at {} needs an API key: set ${} (or name another variable \
              with --api-key-env, or point --judge-url at a local server)",
-            args.api_key_env
+            args.judge_url,
+            args.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY")
         );
     }
     let judge = OpenAiJudge::new(config)?;

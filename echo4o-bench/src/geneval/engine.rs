@@ -531,17 +531,33 @@ pub fn evaluate_folder(
     }
     let mut results = Vec::new();
     let mut lines = String::new();
+    let mut unreadable = Vec::new();
     for entry in &entries {
         for sample in &entry.samples {
-            let image = echo4o_core::load_image(sample)?;
-            let r = evaluate_image(
-                &image,
-                &sample.display().to_string(),
-                &entry.metadata,
-                detector,
-                classifier,
-                config,
-            )?;
+            let r = match echo4o_core::load_image(sample) {
+                Ok(image) => evaluate_image(
+                    &image,
+                    &sample.display().to_string(),
+                    &entry.metadata,
+                    detector,
+                    classifier,
+                    config,
+                )?,
+                // One corrupt file is the generator's failure on that image, not the end of
+                // the run: it counts as wrong, and the summary lists it.
+                Err(e) => {
+                    unreadable.push((sample.display().to_string(), e.to_string()));
+                    ImageResult {
+                        filename: sample.display().to_string(),
+                        tag: entry.metadata.tag.clone(),
+                        prompt: entry.metadata.prompt.clone(),
+                        correct: false,
+                        reason: format!("unreadable image: {e}"),
+                        metadata: entry.metadata.to_python_json(),
+                        details: "{}".into(),
+                    }
+                }
+            };
             lines.push_str(
                 &serde_json::to_string(&r).map_err(|e| Error::invalid("result", e.to_string()))?,
             );
@@ -572,6 +588,7 @@ pub fn evaluate_folder(
         .filter(|e| e.samples.is_empty())
         .map(|e| e.folder.display().to_string())
         .collect();
+    summary.failures = unreadable;
     summary
         .extra
         .insert("correct_images".into(), json!(scores.correct_images));

@@ -48,7 +48,9 @@ pub fn shapes_metadata(pp: bool) -> Vec<Metadata> {
     } else {
         (SHAPES_METADATA_JSONL, "geneval_shapes.jsonl")
     };
-    parse_metadata(text, name).unwrap_or_default()
+    // Shipped with the crate and parsed by a test: a failure is a build defect, and an empty
+    // default would silently score an empty benchmark.
+    parse_metadata(text, name).expect("the bundled metadata parses")
 }
 
 /// The six tasks in canonical order (the order of the official results header
@@ -171,7 +173,9 @@ pub fn official_metadata(long: bool) -> Vec<Metadata> {
     } else {
         (METADATA_JSONL, "evaluation_metadata.jsonl")
     };
-    parse_metadata(text, name).unwrap_or_default()
+    // Shipped with the crate and parsed by a test: a failure is a build defect, and an empty
+    // default would silently score an empty benchmark.
+    parse_metadata(text, name).expect("the bundled metadata parses")
 }
 
 #[cfg(test)]
