@@ -212,3 +212,91 @@ fn bad_input_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("objects.txt:1"), "{err}");
 }
+
+/// `user:password@` in a URL is sent as basic auth and written nowhere; `$OPENAI_API_KEY` is not
+/// sent to a local host; a job stopped by its budget exits non-zero after exporting.
+#[tokio::test(flavor = "multi_thread")]
+async fn url_passwords_stay_secret_the_openai_key_stays_home_and_a_stopped_job_fails() {
+    let images = MockServer::start(|_, _| image_reply()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("job");
+    let prices = dir.path().join("prices.json");
+    std::fs::write(&prices, r#"{"per_image": 1.0, "version": "test"}"#).unwrap();
+    let url = images
+        .base_url()
+        .replace("http://", "http://alice:hunter2@");
+    let o = {
+        let out = out.clone();
+        tokio::task::spawn_blocking(move || {
+            synth(&[
+                "--recipe",
+                "instruction",
+                "--count",
+                "3",
+                "--base-url",
+                &url,
+                "--profile",
+                "sd-cpp",
+                "--model",
+                "sd",
+                "--max-cost",
+                "1.5",
+                "--prices",
+            ])
+            .arg(&prices)
+            .arg("--out")
+            .arg(&out)
+            .env("OPENAI_API_KEY", "sk-must-not-leak")
+            .output()
+            .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(o.status.code(), Some(2), "a budget stop is not success");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("stopped early") && err.contains("budget"),
+        "{err}"
+    );
+    assert_eq!(images.count(), 1, "one $1 image fits under $1.50");
+    let auth = images.requests()[0].authorization.clone().unwrap();
+    assert!(auth.starts_with("Basic "), "{auth}");
+    assert!(!auth.contains("sk-must-not-leak"));
+    let mut written = String::new();
+    for e in walk(&out) {
+        if let Ok(t) = std::fs::read_to_string(&e) {
+            written.push_str(&t);
+        }
+    }
+    assert!(written.contains("127.0.0.1"), "the URL is recorded");
+    assert!(!written.contains("hunter2"), "the password is not");
+    assert!(!written.contains("sk-must-not-leak"));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn huge_counts_and_zero_timeouts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value) in [("--count", "100000000"), ("--timeout", "0")] {
+        let o = synth(&["--recipe", "instruction", "--dry-run", flag, value])
+            .arg("--out")
+            .arg(dir.path().join("job"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{flag}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(flag), "{flag}");
+    }
+}

@@ -372,12 +372,13 @@ async fn the_budget_guard_caps_images_across_runs() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.concurrency = 1;
-    c.max_cost = Some(0.05); // one image costs 0.0401
+    c.max_cost = Some(0.05); // one image costs 0.0401: a second would exceed the cap
     let stats = SynthJob::new(c.clone(), backend(&server))
         .run(prompts(6))
         .await
         .unwrap();
-    assert_eq!(stats.requests, 2);
+    assert_eq!(stats.requests, 1);
+    assert!(stats.cost <= 0.05, "{}", stats.cost);
     let stats = SynthJob::new(c, backend(&server))
         .run(prompts(6))
         .await
@@ -572,4 +573,132 @@ async fn chat_models_construct_attributes_label_references_and_reword() {
         "Set the bicycle from image 1 in image 2's snowy village."
     );
     assert!(p.written_by.contains(&"reworded:writer".to_string()));
+}
+
+#[tokio::test]
+async fn cost_cap_with_concurrency_4_never_pays_four_100_dollar_images_against_150() {
+    let server = MockServer::start(|body, _| image_reply(body)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.concurrency = 4;
+    c.prices = Prices {
+        per_image: 100.0,
+        version: "test".into(),
+        ..Prices::default()
+    };
+    c.max_cost = Some(150.0);
+    let stats = SynthJob::new(c, backend(&server))
+        .run(prompts(8))
+        .await
+        .unwrap();
+    assert_eq!(server.count(), 1, "only one $100 image fits under $150");
+    assert_eq!(stats.cost, 100.0);
+    assert!(stats.stopped.unwrap().contains("budget"));
+}
+
+#[tokio::test]
+async fn per_image_price_counts_when_the_reply_carries_usage() {
+    let server = MockServer::start(|body, _| image_reply(body)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.prices.per_image = 1.0;
+    let stats = SynthJob::new(c, backend(&server))
+        .run(prompts(1))
+        .await
+        .unwrap();
+    assert!((stats.cost - 1.0401).abs() < 1e-9, "{}", stats.cost);
+}
+
+#[tokio::test]
+async fn negative_prices_and_caps_are_refused() {
+    let server = MockServer::start(|body, _| image_reply(body)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.prices.image_output = -40.0;
+    let e = SynthJob::new(c, backend(&server))
+        .run(prompts(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("prices.image_output"), "{e}");
+    let mut c = config(dir.path());
+    c.max_cost = Some(f64::NAN);
+    assert!(
+        SynthJob::new(c, backend(&server))
+            .run(prompts(1))
+            .await
+            .is_err()
+    );
+    assert_eq!(server.count(), 0);
+}
+
+#[tokio::test]
+async fn a_reply_that_is_valid_base64_but_not_an_image_is_not_recorded_as_done() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let garbage = Arc::new(AtomicBool::new(true));
+    let g = garbage.clone();
+    let server = MockServer::start(move |body, _| {
+        if g.load(Ordering::SeqCst) {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(b"this is not an image");
+            MockReply::json(json!({"created": 1, "data": [{"b64_json": b64}]}))
+        } else {
+            image_reply(body)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let stats = SynthJob::new(config(dir.path()), backend(&server))
+        .run(prompts(2))
+        .await
+        .unwrap();
+    assert_eq!((stats.finished, stats.retryable), (0, 2));
+    assert!(
+        read_provenance(&dir.path().join("provenance.jsonl"))
+            .unwrap()
+            .is_empty()
+    );
+    // The server recovers: a rerun asks again and finishes, instead of failing forever.
+    garbage.store(false, Ordering::SeqCst);
+    let stats = SynthJob::new(config(dir.path()), backend(&server))
+        .run(prompts(2))
+        .await
+        .unwrap();
+    assert_eq!(stats.finished, 2);
+}
+
+#[tokio::test]
+async fn an_unreadable_job_json_or_sidecar_stops_instead_of_starting_over_or_paying_again() {
+    let server = MockServer::start(|body, _| image_reply(body)).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("job.json")).unwrap(); // a folder: unreadable
+    let e = SynthJob::new(config(dir.path()), backend(&server))
+        .run(prompts(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("job.json"), "{e}");
+    assert_eq!(server.count(), 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    SynthJob::new(config(dir.path()), backend(&server))
+        .run(prompts(1))
+        .await
+        .unwrap();
+    assert_eq!(server.count(), 1);
+    // Lose the provenance (as a kill before the record would) and damage the sidecar.
+    std::fs::remove_file(dir.path().join("provenance.jsonl")).unwrap();
+    let sidecar = std::fs::read_dir(dir.path().join("responses"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&sidecar, b"{not json").unwrap();
+    let e = SynthJob::new(config(dir.path()), backend(&server))
+        .run(prompts(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("paid for") && e.contains(".json"), "{e}");
+    assert_eq!(server.count(), 1, "no second payment");
 }

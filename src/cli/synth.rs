@@ -12,7 +12,9 @@ use echo4o::bench::geneval::shapes::{ShapesColorClassifier, ShapesDetector};
 use echo4o::bench::geneval::verify::{DetectionRewriter, GenEvalVerifier};
 use echo4o::core::SamplerSettings;
 use echo4o::core::openai::images::{ImageOptions, ImagesClient, ImagesConfig, Profile};
-use echo4o::core::openai::{DEFAULT_BASE_URL, OpenAiConfig, OpenAiJudge, RetryPolicy};
+use echo4o::core::openai::{
+    DEFAULT_BASE_URL, OpenAiConfig, OpenAiJudge, RetryPolicy, is_openai_host,
+};
 use echo4o::data::synth::backend::{GeneratorBackend, ImagesBackend, SynthBackend};
 use echo4o::data::synth::export::{ExportMode, export};
 use echo4o::data::synth::instruction::InstructionRecipe;
@@ -71,8 +73,8 @@ pub struct SynthArgs {
     /// Which Echo-4o recipe writes the prompts.
     #[arg(long, value_enum)]
     recipe: Recipe,
-    /// How many prompts.
-    #[arg(long, default_value_t = 100)]
+    /// How many prompts (1 to 1,000,000; Echo-4o-Image holds about 179k).
+    #[arg(long, default_value_t = 100, value_parser = parse_count)]
     count: usize,
     /// Seed of the recipe and of per-prompt seeds (local backends).
     #[arg(long, default_value_t = 0)]
@@ -115,9 +117,11 @@ pub struct SynthArgs {
     /// Server profile: openai, sd-cpp, vllm-omni, sglang, local-ai.
     #[arg(long, default_value = "openai", value_parser = parse_profile)]
     profile: Profile,
-    /// Environment variable holding the images API key.
-    #[arg(long, default_value = "OPENAI_API_KEY")]
-    api_key_env: String,
+    /// Environment variable holding the images API key, sent as Bearer to --base-url
+    /// [default: OPENAI_API_KEY, and only to api.openai.com]. `user:password@` in --base-url is
+    /// sent as basic auth and never written to job.json or provenance.
+    #[arg(long)]
+    api_key_env: Option<String>,
     /// Image size WxH (images API: sent as given; BAGEL: the output size).
     #[arg(long, default_value = "1024x1024")]
     size: String,
@@ -145,10 +149,11 @@ pub struct SynthArgs {
     /// BAGEL timestep shift.
     #[arg(long)]
     shift: Option<f32>,
-    /// Seconds before an image request times out (not retried: it may be billed).
-    #[arg(long, default_value_t = 600)]
+    /// Seconds before an image or chat request times out (image requests are not retried on a
+    /// timeout: they may be billed); 1 to 86400.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
-    /// Retries of 429/5xx per image request.
+    /// Retries of 429/5xx per image or chat request.
     #[arg(long, default_value_t = 3)]
     retries: u32,
     /// BAGEL checkpoint folder (with --backend bagel).
@@ -173,9 +178,10 @@ pub struct SynthArgs {
     /// Chat model of the judge / rewriter / attribute writer.
     #[arg(long, default_value = "gpt-4.1")]
     judge_model: String,
-    /// Environment variable holding the chat API key.
-    #[arg(long, default_value = "OPENAI_API_KEY")]
-    judge_api_key_env: String,
+    /// Environment variable holding the chat API key, sent as Bearer to --judge-url
+    /// [default: OPENAI_API_KEY, and only to api.openai.com].
+    #[arg(long)]
+    judge_api_key_env: Option<String>,
 
     /// Prompts in flight at once.
     #[arg(long, default_value_t = 4)]
@@ -215,19 +221,41 @@ fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
     ))
 }
 
+fn parse_count(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    if !(1..=MAX_COUNT).contains(&n) {
+        return Err(format!("{n} is outside 1..={MAX_COUNT}"));
+    }
+    Ok(n)
+}
+
+/// The most prompts one job takes: every prompt is held in memory and written to prompts.jsonl.
+const MAX_COUNT: usize = 1_000_000;
+
 fn judge(args: &SynthArgs) -> anyhow::Result<OpenAiJudge> {
-    if args.judge_url.trim_end_matches('/') == DEFAULT_BASE_URL
-        && std::env::var(&args.judge_api_key_env).map_or(true, |k| k.is_empty())
-    {
+    let mut config = OpenAiConfig::new(&args.judge_model).with_base_url(&args.judge_url);
+    if let Some(var) = &args.judge_api_key_env {
+        config = config.with_api_key_env(var);
+    }
+    if is_openai_host(&args.judge_url) && !config.has_credentials() {
         bail!(
-            "the chat model at {DEFAULT_BASE_URL} needs an API key: set ${} (or --judge-url for a local server)",
+            "the chat model at {} needs an API key: set ${} (or --judge-url for a local server)",
+            args.judge_url,
             args.judge_api_key_env
+                .as_deref()
+                .unwrap_or("OPENAI_API_KEY")
         );
     }
     Ok(OpenAiJudge::new(
-        OpenAiConfig::new(&args.judge_model)
-            .with_base_url(&args.judge_url)
-            .with_api_key_env(&args.judge_api_key_env),
+        config
+            .with_timeout(Duration::from_secs(args.timeout))
+            .with_retry(RetryPolicy {
+                max_retries: args.retries,
+                ..RetryPolicy::default()
+            }),
     )?)
 }
 
@@ -444,9 +472,7 @@ async fn run_job(
             stats.total, stats.resumed, stats.requests
         );
         println!("{}", describe(&stats));
-        if let Some(why) = &stats.stopped {
-            println!("stopped early: {why}; rerun the same command to continue");
-        } else if stats.retryable > 0 {
+        if stats.stopped.is_none() && stats.retryable > 0 {
             println!(
                 "{} prompts failed in ways that may pass; rerun the same command to retry them",
                 stats.retryable
@@ -458,6 +484,13 @@ async fn run_job(
         println!(
             "provenance: {}",
             args.out.join("provenance.jsonl").display()
+        );
+    }
+    // A job that stopped early (quota, key, budget) did not do what was asked: say so in the
+    // exit status, after everything it made was exported.
+    if let Some(why) = &stats.stopped {
+        bail!(
+            "stopped early: {why}; what was made is exported; rerun the same command to continue"
         );
     }
     Ok(())
@@ -581,18 +614,19 @@ pub fn run(args: SynthArgs, quiet: bool) -> anyhow::Result<()> {
     }
     match args.backend {
         BackendChoice::Openai => {
-            if args.base_url.trim_end_matches('/') == DEFAULT_BASE_URL
-                && std::env::var(&args.api_key_env).map_or(true, |k| k.is_empty())
-            {
+            let mut config = ImagesConfig::new(&args.model).with_base_url(&args.base_url);
+            if let Some(var) = &args.api_key_env {
+                config = config.with_api_key_env(var);
+            }
+            if is_openai_host(&args.base_url) && !config.has_credentials() {
                 bail!(
-                    "the images API at {DEFAULT_BASE_URL} needs an API key: set ${} (or --base-url for a local server)",
-                    args.api_key_env
+                    "the images API at {} needs an API key: set ${} (or --base-url for a local server)",
+                    args.base_url,
+                    args.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY")
                 );
             }
             let client = ImagesClient::new(
-                ImagesConfig::new(&args.model)
-                    .with_base_url(&args.base_url)
-                    .with_api_key_env(&args.api_key_env)
+                config
                     .with_profile(args.profile)
                     .with_timeout(Duration::from_secs(args.timeout))
                     .with_retry(RetryPolicy {

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::backend::{BackendFailure, Generated, SynthBackend};
-use super::ledger::{Ledger, State, now, request_key};
+use super::ledger::{Ledger, State, lock, now, request_key};
 use super::multiref::sha256_hex;
 use super::verify::{Rewriter, Verification, Verifier, VerifyInput};
 use super::{RecipeKind, Reference, SynthPrompt};
@@ -41,7 +41,8 @@ pub struct Prices {
     pub image_input: f64,
     /// Image API output (the image tokens).
     pub image_output: f64,
-    /// Per image, used when a reply has no `usage` (local servers send none).
+    /// Per image, added to every image reply's token cost: the whole cost for servers that
+    /// bill per image or send no `usage` (local servers), 0 for token-billed APIs.
     pub per_image: f64,
     /// Chat model input (judge, rewriter).
     pub chat_input: f64,
@@ -52,17 +53,37 @@ pub struct Prices {
 }
 
 impl Prices {
-    /// The cost of one image reply.
+    /// Checks that every price is a finite number, not negative (a negative price would let the
+    /// cost cap be overspent by any amount).
+    pub fn validate(&self) -> Result<()> {
+        for (field, v) in [
+            ("text_input", self.text_input),
+            ("image_input", self.image_input),
+            ("image_output", self.image_output),
+            ("per_image", self.per_image),
+            ("chat_input", self.chat_input),
+            ("chat_output", self.chat_output),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(echo4o_core::Error::invalid(
+                    format!("prices.{field}"),
+                    format!("{v} must be a finite number, not negative"),
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The cost of one image reply: `per_image` plus the token cost of its `usage`, if any.
     pub fn image_cost(&self, usage: Option<&ImageUsage>) -> f64 {
-        match usage {
-            Some(u) => {
+        self.per_image
+            + usage.map_or(0.0, |u| {
                 (u.text_input_tokens as f64 * self.text_input
                     + u.image_input_tokens as f64 * self.image_input
                     + u.output_tokens as f64 * self.image_output)
                     / 1e6
-            }
-            None => self.per_image,
-        }
+            })
     }
 
     /// The cost of one chat reply.
@@ -297,6 +318,15 @@ struct Run<'a> {
     previous_cost: f64,
     next_slot: tokio::sync::Mutex<tokio::time::Instant>,
     provenance: Mutex<std::fs::File>,
+    budget: Mutex<Budget>,
+}
+
+/// Money promised to requests in flight (see `Run::reserve`).
+#[derive(Debug, Default)]
+struct Budget {
+    reserved: f64,
+    in_flight: usize,
+    largest_token_cost: f64,
 }
 
 enum Obtained {
@@ -367,6 +397,16 @@ impl SynthJob {
     /// rewrites, and appends one provenance record per finished prompt. Returns the counters;
     /// `stats.stopped` says why it stopped early, if it did.
     pub async fn run(&self, prompts: Vec<SynthPrompt>) -> Result<Stats> {
+        self.config.prices.validate()?;
+        if let Some(max) = self.config.max_cost
+            && !(max.is_finite() && max >= 0.0)
+        {
+            return Err(echo4o_core::Error::invalid(
+                "max_cost",
+                format!("{max} must be a finite number, not negative"),
+            )
+            .into());
+        }
         let out = &self.config.out;
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let backend_desc = self.backend.describe();
@@ -389,6 +429,10 @@ impl SynthJob {
                     });
                 }
             }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                // Unreadable is not "new": starting over would forget the job's backend check.
+                return Err(Error::io(&job_file, e));
+            }
             Err(_) => {
                 let text = serde_json::to_string_pretty(
                     &json!({"backend": backend_desc, "seed": self.config.seed}),
@@ -399,6 +443,12 @@ impl SynthJob {
         }
         let finished = read_provenance(&out.join("provenance.jsonl"))?;
         let previous_cost: f64 = finished.iter().map(|p| p.cost).sum();
+        // The dearest earlier record is the first estimate of an image's cost, so a resumed run
+        // with a cost cap does not start blind (chat costs in it only make the estimate safer).
+        let largest_token_cost = finished
+            .iter()
+            .map(|p| p.cost - self.config.prices.per_image)
+            .fold(0.0, f64::max);
         let done: HashSet<String> = finished.into_iter().map(|p| p.prompt.id).collect();
         let ledger = Ledger::open(&out.join("ledger.jsonl"))?;
         let provenance_path = out.join("provenance.jsonl");
@@ -425,6 +475,10 @@ impl SynthJob {
             stop: AtomicBool::new(false),
             next_slot: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             provenance: Mutex::new(provenance),
+            budget: Mutex::new(Budget {
+                largest_token_cost,
+                ..Budget::default()
+            }),
         };
         run.notify();
         let results: Vec<Result<()>> = futures::stream::iter(todo)
@@ -435,9 +489,33 @@ impl SynthJob {
         for r in results {
             r?;
         }
-        let stats = run.stats.lock().map(|s| s.clone()).unwrap_or_default();
+        let stats = lock(&run.stats).clone();
         Ok(stats)
     }
+}
+
+/// A previous run's reply for a key: its sidecar and image bytes, if both are on disk. A sidecar
+/// that exists but cannot be read, or whose image is gone or not an image, is an error naming it:
+/// that image was paid for, and silently requesting it again would pay twice.
+fn read_sidecar(out: &Path, path: &Path) -> Result<Option<(Sidecar, Vec<u8>)>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let bad = |message: String| Error::Layout {
+        path: path.to_path_buf(),
+        message: format!(
+            "{message}; this reply was paid for: repair or delete the file to request it again"
+        ),
+    };
+    let sidecar: Sidecar =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a reply sidecar: {e}")))?;
+    let image = out.join(&sidecar.image);
+    let bytes = std::fs::read(&image).map_err(|e| bad(format!("{}: {e}", image.display())))?;
+    echo4o_core::decode_image(&bytes, &image.display().to_string())
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Some((sidecar, bytes)))
 }
 
 fn open_append(path: &Path) -> Result<std::fs::File> {
@@ -493,15 +571,13 @@ fn extension(bytes: &[u8]) -> &'static str {
 
 impl Run<'_> {
     fn notify(&self) {
-        if let (Some(obs), Ok(s)) = (&self.job.observer, self.stats.lock()) {
-            obs(&s);
+        if let Some(obs) = &self.job.observer {
+            obs(&lock(&self.stats));
         }
     }
 
     fn update(&self, f: impl FnOnce(&mut Stats)) {
-        if let Ok(mut s) = self.stats.lock() {
-            f(&mut s);
-        }
+        f(&mut lock(&self.stats));
         self.notify();
     }
 
@@ -514,7 +590,38 @@ impl Run<'_> {
 
     /// Dollars spent by the job: earlier runs' records and this run.
     fn spent(&self) -> f64 {
-        self.previous_cost + self.stats.lock().map(|s| s.cost).unwrap_or(0.0)
+        self.previous_cost + lock(&self.stats).cost
+    }
+
+    /// Reserves the cost of one more image request against `max_cost`, or says no. A request is
+    /// only started when the money spent, the money reserved by requests in flight and its own
+    /// estimate stay within the cap, so concurrency can never overspend: four $100 images in
+    /// flight against a $150 cap would otherwise all be paid. The estimate is `per_image` plus
+    /// the largest token cost seen so far; while no cost has been seen and there is no
+    /// `per_image`, one request at a time is in flight.
+    fn reserve(&self, max: f64) -> Option<f64> {
+        let mut budget = lock(&self.budget);
+        let estimate = self.job.config.prices.per_image + budget.largest_token_cost;
+        let unknown = estimate <= 0.0;
+        if unknown && budget.in_flight > 0 {
+            return None;
+        }
+        if self.spent() + budget.reserved + estimate > max || (unknown && self.spent() >= max) {
+            return None;
+        }
+        budget.reserved += estimate;
+        budget.in_flight += 1;
+        Some(estimate)
+    }
+
+    /// Releases a reservation; `cost` is what the request really cost (token part included).
+    fn release(&self, reserved: f64, token_cost: Option<f64>) {
+        let mut budget = lock(&self.budget);
+        budget.reserved = (budget.reserved - reserved).max(0.0);
+        budget.in_flight = budget.in_flight.saturating_sub(1);
+        if let Some(c) = token_cost {
+            budget.largest_token_cost = budget.largest_token_cost.max(c);
+        }
     }
 
     /// An image for `text`: from disk if a previous run made it, else one request.
@@ -522,10 +629,7 @@ impl Run<'_> {
         let config = &self.job.config;
         let key = self.job.key(prompt, text);
         let sidecar_path = config.out.join("responses").join(format!("{key}.json"));
-        if let Ok(t) = std::fs::read_to_string(&sidecar_path)
-            && let Ok(sidecar) = serde_json::from_str::<Sidecar>(&t)
-            && let Ok(bytes) = std::fs::read(config.out.join(&sidecar.image))
-        {
+        if let Some((sidecar, bytes)) = read_sidecar(&config.out, &sidecar_path)? {
             if self.ledger.state(&key) != Some(State::Done) {
                 self.ledger.append(
                     &key,
@@ -580,13 +684,49 @@ impl Run<'_> {
             self.stop(format!("budget: {max} images reached"));
             return Ok(Obtained::Stopped);
         }
-        if let Some(max) = config.max_cost
-            && self.spent() >= max
-        {
-            self.images.fetch_sub(1, Ordering::SeqCst);
-            self.stop(format!("budget: ${max:.2} spent"));
-            return Ok(Obtained::Stopped);
+        let reserved = match config.max_cost {
+            // Wait while requests in flight may still leave room; stop once none is in flight
+            // and the next image still does not fit.
+            Some(max) => loop {
+                if self.stop.load(Ordering::SeqCst) {
+                    self.images.fetch_sub(1, Ordering::SeqCst);
+                    return Ok(Obtained::Stopped);
+                }
+                match self.reserve(max) {
+                    Some(r) => break Some(r),
+                    None if lock(&self.budget).in_flight == 0 => {
+                        self.images.fetch_sub(1, Ordering::SeqCst);
+                        self.stop(format!(
+                            "budget: ${max:.2} spent or the next image would exceed it"
+                        ));
+                        return Ok(Obtained::Stopped);
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            },
+            None => None,
+        };
+        let result = self.send(prompt, text, &key, &sidecar_path).await;
+        if let Some(r) = reserved {
+            let token_cost = match &result {
+                Ok(Obtained::Image { sidecar, .. }) => Some(sidecar.cost - config.prices.per_image),
+                _ => None,
+            };
+            self.release(r, token_cost);
         }
+        result
+    }
+
+    /// Sends one image request (the budget already reserved) and records what came back.
+    async fn send(
+        &self,
+        prompt: &SynthPrompt,
+        text: &str,
+        key: &str,
+        sidecar_path: &Path,
+    ) -> Result<Obtained> {
+        let config = &self.job.config;
+        let key = key.to_string();
         if let Some(rpm) = config.requests_per_minute.filter(|r| *r > 0.0) {
             let mut slot = self.next_slot.lock().await;
             let at = (*slot).max(tokio::time::Instant::now());
@@ -626,6 +766,36 @@ impl Run<'_> {
                 } = g;
                 let tokens = usage.as_ref().map(|u| self.job.backend.usage_tokens(u));
                 let cost = config.prices.image_cost(tokens.as_ref());
+                if let Err(e) = echo4o_core::image::guess_format(&image)
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| {
+                        echo4o_core::decode_image(&image, "reply")
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                {
+                    // Paid for, but not an image: count the cost, keep nothing, and let a rerun
+                    // ask again instead of failing on a stored non-image forever.
+                    self.images.fetch_sub(1, Ordering::SeqCst);
+                    self.update(|s| s.cost += cost);
+                    let message = format!("the reply is not an image ({} bytes): {e}", image.len());
+                    self.ledger.append(
+                        &key,
+                        &prompt.id,
+                        State::FailedRetryable,
+                        Some(message.clone()),
+                    )?;
+                    return Ok(Obtained::Failed {
+                        key,
+                        failure: BackendFailure {
+                            kind: FailureKind::Retryable,
+                            message,
+                            body: None,
+                            request_id,
+                            attempts,
+                        },
+                    });
+                }
                 let rel = format!("images/{key}.{}", extension(&image));
                 echo4o_core::fs::write_atomic(&config.out.join(&rel), &image)?;
                 let sidecar = Sidecar {
@@ -643,7 +813,7 @@ impl Run<'_> {
                 };
                 let json = serde_json::to_string_pretty(&sidecar)
                     .map_err(|e| echo4o_core::Error::invalid("sidecar", e.to_string()))?;
-                echo4o_core::fs::write_atomic(&sidecar_path, json.as_bytes())?;
+                echo4o_core::fs::write_atomic(sidecar_path, json.as_bytes())?;
                 self.ledger.append(&key, &prompt.id, State::Done, None)?;
                 self.update(|s| s.cost += cost);
                 Ok(Obtained::Image {
@@ -810,10 +980,7 @@ impl Run<'_> {
             .map_err(|e| echo4o_core::Error::invalid("provenance", e.to_string()))?;
         line.push('\n');
         let path = config.out.join("provenance.jsonl");
-        let mut f = self
-            .provenance
-            .lock()
-            .map_err(|_| echo4o_core::Error::invalid("provenance", "poisoned lock"))?;
+        let mut f = lock(&self.provenance);
         f.write_all(line.as_bytes())
             .and_then(|_| f.sync_data())
             .map_err(|e| Error::io(&path, e))?;

@@ -100,6 +100,13 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Locks `m`, also when another thread panicked while holding it: the data behind a poisoned
+/// lock is still the last consistent state (every writer here updates in one step), and treating
+/// it as empty would read "never sent" (a second payment) or "nothing spent".
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Ledger {
     /// Opens (or creates) the ledger at `path`. A last line cut off by a kill is removed; any
     /// other bad line is an error naming it.
@@ -154,15 +161,13 @@ impl Ledger {
 
     /// The last state of `key`.
     pub fn state(&self, key: &str) -> Option<State> {
-        self.states.lock().ok()?.get(key).copied()
+        // A poisoned lock still holds the states: reading it as "never sent" would pay twice.
+        lock(&self.states).get(key).copied()
     }
 
     /// How many keys are in `state`.
     pub fn count(&self, state: State) -> usize {
-        self.states
-            .lock()
-            .map(|s| s.values().filter(|v| **v == state).count())
-            .unwrap_or(0)
+        lock(&self.states).values().filter(|v| **v == state).count()
     }
 
     /// Appends an entry, fsync'd before returning.
@@ -178,17 +183,12 @@ impl Ledger {
             .map_err(|e| echo4o_core::Error::invalid("ledger entry", e.to_string()))?;
         line.push('\n');
         {
-            let mut f = self
-                .file
-                .lock()
-                .map_err(|_| echo4o_core::Error::invalid("ledger", "poisoned lock"))?;
+            let mut f = lock(&self.file);
             f.write_all(line.as_bytes())
                 .and_then(|_| f.sync_data())
                 .map_err(|e| Error::io(&self.path, e))?;
         }
-        if let Ok(mut s) = self.states.lock() {
-            s.insert(entry.key, state);
-        }
+        lock(&self.states).insert(entry.key, state);
         Ok(())
     }
 }
