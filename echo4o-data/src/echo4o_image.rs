@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, sync_channel};
 
 use echo4o_core::{DataSource, Sample, SampleImage};
 use serde::Deserialize;
@@ -450,7 +449,7 @@ fn for_each_member(shard: &Path, f: &mut dyn FnMut(&str, Vec<u8>) -> Result<()>)
 /// How many samples may wait between the shard reader and the consumer.
 const PREFETCH: usize = 16;
 
-fn produce(subsets: &[Subset], filter: &Filter, tx: &std::sync::mpsc::SyncSender<Result<Sample>>) {
+fn produce(subsets: &[Subset], filter: &Filter, tx: &crate::stream::Sender) {
     for s in subsets {
         if !filter.subsets.is_empty() && !filter.subsets.contains(&s.name) {
             continue;
@@ -529,15 +528,6 @@ fn produce(subsets: &[Subset], filter: &Filter, tx: &std::sync::mpsc::SyncSender
     }
 }
 
-struct Stream(Receiver<Result<Sample>>);
-
-impl Iterator for Stream {
-    type Item = echo4o_core::Result<Sample>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.0.recv().ok().map(|r| r.map_err(Into::into))
-    }
-}
-
 impl DataSource for Echo4oImage {
     fn name(&self) -> String {
         self.root.display().to_string()
@@ -550,10 +540,10 @@ impl DataSource for Echo4oImage {
     /// Samples in shard order; bad index lines first, records whose image is in no shard last,
     /// each as an `Err` naming file and line.
     fn samples(&self) -> Box<dyn Iterator<Item = echo4o_core::Result<Sample>> + Send + '_> {
-        let (tx, rx) = sync_channel(PREFETCH);
         let subsets = self.subsets.clone();
         let filter = self.filter.clone();
-        std::thread::spawn(move || produce(&subsets, &filter, &tx));
-        Box::new(Stream(rx))
+        crate::stream::spawn(self.root.clone(), PREFETCH, move |tx| {
+            produce(&subsets, &filter, tx)
+        })
     }
 }

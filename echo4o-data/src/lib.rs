@@ -29,6 +29,7 @@ pub mod loader;
 mod open;
 pub mod parquet;
 pub mod shapes;
+mod stream;
 pub mod synth;
 pub mod transforms;
 

@@ -13,7 +13,6 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, sync_channel};
 
 use arrow_array::builder::{BinaryBuilder, ListBuilder, StringBuilder};
 use arrow_array::{
@@ -257,62 +256,69 @@ impl BagelParquet {
         out
     }
 
-    fn produce(&self, tx: &std::sync::mpsc::SyncSender<Result<Sample>>) {
+    /// Streams every file; a file whose decoding panics (the parquet crate can, on corrupt
+    /// pages) ends with an error naming it, and the next file is read.
+    fn produce(&self, tx: &crate::stream::Sender) {
         for path in &self.files {
-            let reader = File::open(path)
-                .map_err(|e| Error::io(path, e))
-                .and_then(|f| {
-                    ParquetRecordBatchReaderBuilder::try_new(f)
-                        .map_err(|e| schema_error(path, format!("not a parquet file: {e}")))
-                })
-                .and_then(|b| {
-                    b.with_batch_size(64)
-                        .build()
-                        .map_err(|e| schema_error(path, e.to_string()))
-                });
-            let reader = match reader {
-                Ok(r) => r,
-                Err(e) => {
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.produce_file(path, tx)
+            }));
+            match read {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(_) => {
+                    let e = schema_error(path, "corrupt file: decoding stopped on an internal error; its remaining rows were not read".into());
                     if tx.send(Err(e)).is_err() {
                         return;
                     }
-                    continue;
                 }
-            };
-            let mut first = 0;
-            for batch in reader {
-                let batch = match batch {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = tx.send(Err(schema_error(
-                            path,
-                            format!("reading rows from {first}: {e}"),
-                        )));
-                        break;
-                    }
-                };
-                let n = batch.num_rows();
-                for s in self.rows(path, &batch, first) {
-                    let schema_broken = matches!(&s, Err(Error::Layout { message, .. }) if message.starts_with("no column") || message.contains("must be lists"));
-                    if tx.send(s).is_err() {
-                        return;
-                    }
-                    if schema_broken {
-                        break;
-                    }
-                }
-                first += n;
             }
         }
     }
-}
 
-struct Stream(Receiver<Result<Sample>>);
-
-impl Iterator for Stream {
-    type Item = echo4o_core::Result<Sample>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.0.recv().ok().map(|r| r.map_err(Into::into))
+    /// Streams one file; `false` when the consumer has gone.
+    fn produce_file(&self, path: &Path, tx: &crate::stream::Sender) -> bool {
+        let reader = File::open(path)
+            .map_err(|e| Error::io(path, e))
+            .and_then(|f| {
+                ParquetRecordBatchReaderBuilder::try_new(f)
+                    .map_err(|e| schema_error(path, format!("not a parquet file: {e}")))
+            })
+            .and_then(|b| {
+                b.with_batch_size(64)
+                    .build()
+                    .map_err(|e| schema_error(path, e.to_string()))
+            });
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) => return tx.send(Err(e)).is_ok(),
+        };
+        let mut first = 0;
+        for batch in reader {
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    return tx
+                        .send(Err(schema_error(
+                            path,
+                            format!("reading rows from {first}: {e}"),
+                        )))
+                        .is_ok();
+                }
+            };
+            let n = batch.num_rows();
+            for s in self.rows(path, &batch, first) {
+                let schema_broken = matches!(&s, Err(Error::Layout { message, .. }) if message.starts_with("no column") || message.contains("must be lists"));
+                if tx.send(s).is_err() {
+                    return false;
+                }
+                if schema_broken {
+                    return true;
+                }
+            }
+            first += n;
+        }
+        true
     }
 }
 
@@ -322,10 +328,9 @@ impl DataSource for BagelParquet {
     }
 
     fn samples(&self) -> Box<dyn Iterator<Item = echo4o_core::Result<Sample>> + Send + '_> {
-        let (tx, rx) = sync_channel(64);
-        let me = Arc::new(self.clone());
-        std::thread::spawn(move || me.produce(&tx));
-        Box::new(Stream(rx))
+        let me = self.clone();
+        let origin = self.files.first().cloned().unwrap_or_default();
+        crate::stream::spawn(origin, 64, move |tx| me.produce(tx))
     }
 }
 
