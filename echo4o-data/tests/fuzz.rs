@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use echo4o_core::image::{Rgb, RgbImage};
-use echo4o_data::{DataSource, Sample, SampleImage, open_source};
+use echo4o_data::{Sample, SampleImage, open_source};
 use proptest::prelude::*;
 
 fn jpeg(i: u8) -> Vec<u8> {
