@@ -79,7 +79,15 @@ impl BackendTask for Run {
         );
         let images = args.out.join("images");
         let _ = std::fs::remove_dir_all(&images);
-        let scores = evaluate_shapes(&pipe, &prompts, 1, &images, &args.out, 64, &bar)?;
+        let scores = evaluate_shapes(
+            &pipe,
+            &prompts,
+            1,
+            &images,
+            &args.out,
+            64,
+            &mut |done, _| bar.set_position(done as u64),
+        )?;
         bar.finish_and_clear();
 
         println!();

@@ -68,7 +68,7 @@ impl BackendTask for Eval {
                 &images,
                 &self.out.join(name),
                 64,
-                &bar,
+                &mut |done, _| bar.set_position(done as u64),
             )?;
             bar.finish_and_clear();
             Ok(s)
@@ -79,7 +79,7 @@ impl BackendTask for Eval {
             .iter()
             .enumerate()
             .map(|(i, p)| generate(&pipe, p, 100 + i as u64, 64))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((g, pp, grid))
     }
 }
@@ -135,11 +135,11 @@ fn main() -> anyhow::Result<()> {
         .runs
         .iter()
         .map(|p| RunConfig::from_file(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     if !args.eval_only {
         for c in &configs {
             eprintln!("training {} ({} steps)", c.out.display(), c.train.steps);
-            let o = train(c, false)?;
+            let o = train(c, &mut progress(c.train.steps))?;
             eprintln!(
                 "  {} steps, final loss {:.4}, {:.0} s",
                 o.steps, o.final_loss, o.seconds
@@ -199,4 +199,21 @@ fn main() -> anyhow::Result<()> {
         path.display()
     );
     Ok(())
+}
+
+/// A progress bar over a training run's steps, with the running loss.
+fn progress(steps: usize) -> impl FnMut(&echo4o::experiment::TrainEvent) {
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    move |e| {
+        if let echo4o::experiment::TrainEvent::Step {
+            step, mean_loss, ..
+        } = e
+        {
+            bar.set_position(*step as u64);
+            bar.set_message(format!("loss {mean_loss:.4}"));
+            if *step == steps {
+                bar.finish_and_clear();
+            }
+        }
+    }
 }

@@ -145,7 +145,15 @@ impl BackendTask for Evaluate {
         let images = self.out.join("images");
         let _ = std::fs::remove_dir_all(&images);
         let _ = std::fs::remove_file(&summary);
-        let s = evaluate_shapes(&pipe, &metadata, 1, &images, &self.out, 64, &bar)?;
+        let s = evaluate_shapes(
+            &pipe,
+            &metadata,
+            1,
+            &images,
+            &self.out,
+            64,
+            &mut |done, _| bar.set_position(done as u64),
+        )?;
         bar.finish_and_clear();
         Ok(s)
     }
@@ -172,7 +180,7 @@ fn fine_tune(args: &Args, data: &Path, out: &Path) -> anyhow::Result<PathBuf> {
         sample_size: Some(64),
     };
     let started = Instant::now();
-    train(&config, false)?;
+    train(&config, &mut progress(config.train.steps))?;
     eprintln!(
         "{}: {:.0} s",
         out.display(),
@@ -269,4 +277,21 @@ fn main() -> anyhow::Result<()> {
     println!("{md}");
     println!("wrote {}", args.out.join("results.md").display());
     Ok(())
+}
+
+/// A progress bar over a training run's steps, with the running loss.
+fn progress(steps: usize) -> impl FnMut(&echo4o::experiment::TrainEvent) {
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    move |e| {
+        if let echo4o::experiment::TrainEvent::Step {
+            step, mean_loss, ..
+        } = e
+        {
+            bar.set_position(*step as u64);
+            bar.set_message(format!("loss {mean_loss:.4}"));
+            if *step == steps {
+                bar.finish_and_clear();
+            }
+        }
+    }
 }

@@ -3,15 +3,15 @@
 //!
 //! A run is described by a [`RunConfig`] (JSON): the model to start from (a preset or a
 //! checkpoint folder), the data (the shapes world with a recipe mix, or any dataset folder echo4o
-//! reads), the [`TrainSettings`], and how often to save and sample. [`train`] runs it with a
-//! progress bar, saves resumable checkpoints in the official layout, writes sample grids and a
-//! JSONL log, and resumes by itself when its output folder already holds a run.
+//! reads), the [`TrainSettings`], and how often to save and sample. [`train`] runs it, reporting
+//! each step to a callback ([`TrainEvent`]; the CLI draws a progress bar from them), saves
+//! resumable checkpoints in the official layout, writes sample grids and a JSONL log, and resumes
+//! by itself when its output folder already holds the same run. Errors are typed ([`Error`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
 use echo4o_bench::geneval::{GenEvalScores, Metadata, write_sample_folder};
 use echo4o_core::image::RgbImage;
 use echo4o_core::{DataSource, Sample, SampleImage};
@@ -25,8 +25,111 @@ use echo4o_model::sampling::SamplerConfig;
 use echo4o_model::tokenizer::write_byte_level_tokenizer;
 use echo4o_model::train::{TrainSettings, Trainer, seeded_init};
 use echo4o_model::{BackendTask, DeviceSpec};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
+
+/// What can go wrong in a training run or a shapes evaluation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A run file that cannot be read, parsed or accepted.
+    #[error("{}: not a valid run file: {message}", path.display())]
+    RunFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting out of range or inconsistent, by its dotted path in the run file.
+    #[error("{field}: {message}")]
+    Setting {
+        /// The setting (`data.shapes.size`, `train.lr`).
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// An output folder that holds a run with other settings.
+    #[error(
+        "{} holds a run with other settings ({}); resuming would silently keep the old ones. \
+         Use another output folder, or restore the settings (its run.json has them)",
+        out.display(),
+        fields.join(", ")
+    )]
+    OtherRun {
+        /// The output folder.
+        out: PathBuf,
+        /// The settings that differ, by dotted path.
+        fields: Vec<String>,
+    },
+    /// The training data could not be read.
+    #[error("reading training data: {0}")]
+    Data(#[source] echo4o_core::Error),
+    /// From the model crate (weights, configs, training).
+    #[error(transparent)]
+    Model(#[from] echo4o_model::Error),
+    /// From the data crate (datasets, the shapes world).
+    #[error(transparent)]
+    Dataset(#[from] echo4o_data::Error),
+    /// From the benchmark crate (scoring).
+    #[error(transparent)]
+    Bench(#[from] echo4o_bench::Error),
+    /// From the core crate (files, images).
+    #[error(transparent)]
+    Core(#[from] echo4o_core::Error),
+}
+
+impl Error {
+    fn io(path: &Path, e: std::io::Error) -> Self {
+        Error::Core(echo4o_core::Error::io(path, e))
+    }
+
+    fn setting(field: &str, message: impl Into<String>) -> Self {
+        Error::Setting {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result of this module.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What a training run reports as it goes (see [`train`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum TrainEvent {
+    /// The run starts at `step` of `total`; `resumed` when an earlier run's state was loaded.
+    Start {
+        /// Steps already done.
+        step: usize,
+        /// Steps in all.
+        total: usize,
+        /// Whether an earlier run was resumed.
+        resumed: bool,
+    },
+    /// A step finished.
+    Step {
+        /// Steps done.
+        step: usize,
+        /// Steps in all.
+        total: usize,
+        /// This step's loss.
+        loss: f32,
+        /// Mean loss over the last 100 steps.
+        mean_loss: f32,
+    },
+    /// A checkpoint was saved.
+    Saved {
+        /// At this step.
+        step: usize,
+    },
+    /// A sample grid was written.
+    Samples {
+        /// At this step.
+        step: usize,
+        /// The image.
+        path: PathBuf,
+    },
+}
 
 /// The tiny BAGEL-architecture model of the shapes experiment: both experts, 3 layers, hidden
 /// 256, GQA 4/2 heads, a byte-level vocabulary, the pixel codec (4x4 patches) with 2x2 latent
@@ -153,33 +256,48 @@ fn default_prompts() -> Vec<String> {
 impl RunConfig {
     /// Reads a run file, naming the file and the field on error; values out of range are
     /// refused here ([`RunConfig::validate`]).
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let config: RunConfig = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a valid run file", path.display()))?;
-        config
-            .validate()
-            .with_context(|| format!("{}: not a valid run file", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let bad = |message: String| Error::RunFile {
+            path: path.to_path_buf(),
+            message,
+        };
+        let config: RunConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        config.validate().map_err(|e| bad(e.to_string()))?;
         Ok(config)
     }
 
     /// Checks every value before anything is created or trained.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if let DataConfig::Shapes { size, mix, .. } = &self.data {
             if !(MIN_SHAPES_SIZE..=MAX_SHAPES_SIZE).contains(size) || size % 16 != 0 {
-                bail!(
-                    "data.shapes.size: {size} must be a multiple of 16 in {MIN_SHAPES_SIZE}..={MAX_SHAPES_SIZE}"
-                );
+                return Err(Error::setting(
+                    "data.shapes.size",
+                    format!(
+                        "{size} must be a multiple of 16 in {MIN_SHAPES_SIZE}..={MAX_SHAPES_SIZE}"
+                    ),
+                ));
             }
             if let Some((r, w)) = mix.iter().find(|(_, w)| !w.is_finite() || *w < 0.0) {
-                bail!("data.shapes.mix: weight {w} of {r:?} must be finite and not negative");
+                return Err(Error::setting(
+                    "data.shapes.mix",
+                    format!("weight {w} of {r:?} must be finite and not negative"),
+                ));
+            }
+            if mix.iter().all(|(_, w)| *w <= 0.0) {
+                return Err(Error::setting(
+                    "data.shapes.mix",
+                    "no recipe has a positive weight",
+                ));
             }
         }
         if let Some(size) = self.sample_size
             && (!(16..=4096).contains(&size) || size % 16 != 0)
         {
-            bail!("sample_size: {size} must be a multiple of 16 in 16..=4096");
+            return Err(Error::setting(
+                "sample_size",
+                format!("{size} must be a multiple of 16 in 16..=4096"),
+            ));
         }
         self.train.validate()?;
         Ok(())
@@ -196,19 +314,12 @@ impl RunConfig {
         serde_json::to_value(&c).unwrap_or_default()
     }
 
-    fn source(&self) -> anyhow::Result<Box<dyn DataSource>> {
+    fn source(&self) -> Result<Box<dyn DataSource>> {
         Ok(match &self.data {
             DataConfig::Shapes { mix, size, seed } => {
-                if mix.is_empty() || mix.iter().all(|(_, w)| *w <= 0.0) {
-                    bail!("data.shapes.mix: no recipe has a positive weight");
-                }
                 Box::new(ShapesSource::new(Mix(mix.clone()), *size, *seed))
             }
-            DataConfig::Path(p) => {
-                echo4o_data::open_source(p, self.train.seed)
-                    .with_context(|| format!("data.path: {}", p.display()))?
-                    .1
-            }
+            DataConfig::Path(p) => echo4o_data::open_source(p, self.train.seed)?.1,
         })
     }
 }
@@ -220,7 +331,7 @@ pub fn fresh_pipeline<B: Backend>(
     dir: &Path,
     seed: u64,
     device: &B::Device,
-) -> anyhow::Result<BagelPipeline<B>> {
+) -> Result<BagelPipeline<B>> {
     save_checkpoint(
         dir,
         &seeded_init(echo4o_model::bagel::Bagel::<B>::init(config, device), seed)?,
@@ -250,7 +361,7 @@ pub fn sample_grid<B: Backend>(
     prompts: &[String],
     seed: u64,
     size: u32,
-) -> anyhow::Result<RgbImage> {
+) -> Result<RgbImage> {
     let mut samples = Vec::new();
     for (i, p) in prompts.iter().enumerate() {
         let img = generate(pipe, p, seed + i as u64, size)?;
@@ -269,7 +380,7 @@ pub fn generate<B: Backend>(
     prompt: &str,
     seed: u64,
     size: u32,
-) -> anyhow::Result<RgbImage> {
+) -> Result<RgbImage> {
     let request = PipelineRequest {
         prompt: prompt.to_string(),
         references: vec![],
@@ -282,7 +393,7 @@ pub fn generate<B: Backend>(
 
 /// Generates `per_prompt` images for each prompt into GenEval's layout under `images`, then
 /// scores them with the shapes detector through GenEval's rule engine (results, summary and
-/// reports under `out`).
+/// reports under `out`). `progress(done, total)` is called after each prompt.
 pub fn evaluate_shapes<B: Backend>(
     pipe: &BagelPipeline<B>,
     metadata: &[Metadata],
@@ -290,14 +401,14 @@ pub fn evaluate_shapes<B: Backend>(
     images: &Path,
     out: &Path,
     size: u32,
-    progress: &ProgressBar,
-) -> anyhow::Result<GenEvalScores> {
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<GenEvalScores> {
     for (i, m) in metadata.iter().enumerate() {
         let imgs = (0..per_prompt)
             .map(|k| generate(pipe, &m.prompt, (i * per_prompt + k) as u64, size))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         write_sample_folder(images, i, m, &imgs)?;
-        progress.inc(1);
+        progress(i + 1, metadata.len());
     }
     let (_, scores) = echo4o_bench::geneval::shapes::score_folder(images, out)?;
     Ok(scores)
@@ -347,79 +458,91 @@ pub struct RunOutcome {
     pub seconds: f64,
 }
 
-struct TrainTask {
-    config: RunConfig,
-    quiet: bool,
+struct TrainTask<'a> {
+    config: &'a RunConfig,
+    progress: &'a mut dyn FnMut(&TrainEvent),
 }
 
-impl BackendTask for TrainTask {
-    type Output = anyhow::Result<RunOutcome>;
+impl BackendTask for TrainTask<'_> {
+    type Output = Result<RunOutcome>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        run_on::<B>(&self.config, self.quiet, &device)
+        run_on::<B>(self.config, self.progress, &device)
     }
 }
 
-/// Runs (or resumes) `config` on its device.
-pub fn train(config: &RunConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
-    let device: DeviceSpec = config
-        .device
-        .parse()
-        .with_context(|| format!("device: {}", config.device))?;
-    device.run(TrainTask {
-        config: config.clone(),
-        quiet,
-    })?
+/// Runs (or resumes) `config` on its device, reporting each step to `progress`.
+///
+/// ```no_run
+/// use echo4o::experiment::{RunConfig, TrainEvent, train};
+///
+/// let config = RunConfig::from_file("configs/shapes_echo.json".as_ref())?;
+/// let outcome = train(&config, &mut |e: &TrainEvent| {
+///     if let TrainEvent::Step { step, total, mean_loss, .. } = e {
+///         eprintln!("{step}/{total}: loss {mean_loss:.4}");
+///     }
+/// })?;
+/// println!("{} steps in {:.0} s", outcome.steps, outcome.seconds);
+/// # Ok::<(), echo4o::experiment::Error>(())
+/// ```
+pub fn train(config: &RunConfig, progress: &mut dyn FnMut(&TrainEvent)) -> Result<RunOutcome> {
+    let device: DeviceSpec = config.device.parse()?;
+    device.run(TrainTask { config, progress })?
+}
+
+/// Refuses to resume a run folder that holds a run with other settings; records the run in a
+/// fresh one.
+fn claim_run_folder(config: &RunConfig, resuming: bool) -> Result<()> {
+    let out = &config.out;
+    let run_file = out.join(RUN_FILE);
+    if resuming && run_file.is_file() {
+        let text = std::fs::read_to_string(&run_file).map_err(|e| Error::io(&run_file, e))?;
+        let saved: RunConfig = serde_json::from_str(&text).map_err(|e| Error::RunFile {
+            path: run_file.clone(),
+            message: e.to_string(),
+        })?;
+        let (was, now) = (saved.identity(), config.identity());
+        if was != now {
+            return Err(Error::OtherRun {
+                out: out.clone(),
+                fields: differing_fields(&was, &now),
+            });
+        }
+    }
+    if !resuming {
+        let text = serde_json::to_string_pretty(config).map_err(|e| Error::RunFile {
+            path: run_file.clone(),
+            message: e.to_string(),
+        })?;
+        echo4o_core::fs::write_atomic(&run_file, text.as_bytes())?;
+    }
+    Ok(())
 }
 
 fn run_on<B: Backend>(
     config: &RunConfig,
-    quiet: bool,
+    progress: &mut dyn FnMut(&TrainEvent),
     device: &B::Device,
-) -> anyhow::Result<RunOutcome> {
+) -> Result<RunOutcome> {
     config.validate()?;
     let out = &config.out;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let run_file = out.join(RUN_FILE);
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let resuming = out.join("train_state/state.json").is_file();
-    if resuming && run_file.is_file() {
-        let text = std::fs::read_to_string(&run_file)
-            .with_context(|| format!("reading {}", run_file.display()))?;
-        let saved: RunConfig = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a valid run file", run_file.display()))?;
-        let (was, now) = (saved.identity(), config.identity());
-        if was != now {
-            let fields = differing_fields(&was, &now);
-            bail!(
-                "{} holds a run with other settings ({}); resuming would silently keep the old ones. \
-                 Use another output folder, or restore the settings ({} has them)",
-                out.display(),
-                fields.join(", "),
-                run_file.display()
-            );
-        }
-    }
-    if !resuming {
-        let text = serde_json::to_string_pretty(config).context("serialising the run")?;
-        echo4o_core::fs::write_atomic(&run_file, text.as_bytes())?;
-    }
+    claim_run_folder(config, resuming)?;
     let mut trainer = if resuming {
-        let t = Trainer::<Autodiff<B>>::resume(out, Some(config.train.steps), device)
-            .with_context(|| format!("resuming the run in {}", out.display()))?;
-        if !quiet {
-            eprintln!("resuming {} at step {}", out.display(), t.step_count());
-        }
-        t
+        Trainer::<Autodiff<B>>::resume(out, Some(config.train.steps), device)?
     } else {
         let pipe = match &config.model {
             ModelInit::Preset(name) if name == "tiny-shapes" => {
                 fresh_pipeline::<B>(&tiny_shapes_config(), out, config.train.seed, device)?
             }
             ModelInit::Preset(name) => {
-                bail!("model.preset: unknown preset {name:?} (known: tiny-shapes)")
+                return Err(Error::setting(
+                    "model.preset",
+                    format!("unknown preset {name:?} (known: tiny-shapes)"),
+                ));
             }
-            ModelInit::Checkpoint(dir) => BagelPipeline::load(dir, device)
-                .with_context(|| format!("model.checkpoint: {}", dir.display()))?,
+            ModelInit::Checkpoint(dir) => BagelPipeline::load(dir, device)?,
         };
         Trainer::<Autodiff<B>>::new(pipe, config.train.clone(), device)?
     };
@@ -434,25 +557,17 @@ fn run_on<B: Backend>(
     // Resume where the stream was: skip the samples earlier steps used.
     let mut stream: Box<dyn Iterator<Item = echo4o_core::Result<Sample>> + Send + '_> =
         Box::new(source.samples().skip(trainer.step_count() * batch_size));
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps, {msg}, {per_sec}, ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_position(trainer.step_count() as u64);
-    bar.reset_eta();
+    progress(&TrainEvent::Start {
+        step: trainer.step_count(),
+        total,
+        resumed: resuming,
+    });
     let log_path = out.join("train_log.jsonl");
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+        .map_err(|e| Error::io(&log_path, e))?;
     let started = Instant::now();
     let mut recent: Vec<f32> = Vec::new();
     let samples_dir = out.join("samples");
@@ -461,7 +576,7 @@ fn run_on<B: Backend>(
         while batch.len() < batch_size {
             match stream.next() {
                 Some(Ok(s)) => batch.push(s),
-                Some(Err(e)) => return Err(e).context("reading training data"),
+                Some(Err(e)) => return Err(Error::Data(e)),
                 // A finite dataset loops.
                 None => stream = source.samples(),
             }
@@ -472,8 +587,7 @@ fn run_on<B: Backend>(
             recent.remove(0);
         }
         let mean = recent.iter().sum::<f32>() / recent.len() as f32;
-        bar.set_message(format!("loss {mean:.4}"));
-        bar.inc(1);
+        // The loss is finite here (the trainer stops on a non-finite one), so this is JSON.
         writeln!(
             log,
             "{{\"step\":{},\"loss\":{},\"mse\":{},\"lr\":{},\"seconds\":{:.3}}}",
@@ -483,21 +597,26 @@ fn run_on<B: Backend>(
             stats.lr,
             started.elapsed().as_secs_f64()
         )
-        .with_context(|| format!("writing {}", log_path.display()))?;
+        .map_err(|e| Error::io(&log_path, e))?;
         let step = stats.step;
+        progress(&TrainEvent::Step {
+            step,
+            total,
+            loss: stats.loss,
+            mean_loss: mean,
+        });
         if step % config.checkpoint_every.max(1) == 0 || step == total {
-            trainer
-                .save(out)
-                .with_context(|| format!("saving {}", out.display()))?;
+            trainer.save(out)?;
+            progress(&TrainEvent::Saved { step });
         }
         if (config.sample_every > 0 && step % config.sample_every == 0) || step == total {
-            std::fs::create_dir_all(&samples_dir)
-                .with_context(|| format!("creating {}", samples_dir.display()))?;
+            std::fs::create_dir_all(&samples_dir).map_err(|e| Error::io(&samples_dir, e))?;
             let grid = sample_grid(&trainer.ema_pipeline(), &config.sample_prompts, 0, size)?;
-            echo4o_core::save_image(&grid, &samples_dir.join(format!("step_{step:06}.png")))?;
+            let path = samples_dir.join(format!("step_{step:06}.png"));
+            echo4o_core::save_image(&grid, &path)?;
+            progress(&TrainEvent::Samples { step, path });
         }
     }
-    bar.finish_and_clear();
     let final_loss = if recent.is_empty() {
         f32::NAN
     } else {

@@ -398,10 +398,12 @@ pub async fn run<B: JudgedBenchmark>(
     }
     let started = Instant::now();
     claim_output(&opts.out, &run_identity(bench, judge))?;
-    let (mut store, previous) = ResultStore::open::<B::Record>(&opts.out.join("results.jsonl"))?;
+    let results_path = opts.out.join("results.jsonl");
+    let (store, previous) = ResultStore::open::<B::Record>(&results_path)?;
     let prints_path = opts.out.join("images.jsonl");
     let prints = read_fingerprints(&prints_path)?;
-    let (mut prints_store, _) = ResultStore::open::<serde_json::Value>(&prints_path)?;
+    let (prints_store, _) = ResultStore::open::<serde_json::Value>(&prints_path)?;
+    let stores = std::sync::Arc::new(std::sync::Mutex::new((store, prints_store)));
     let by_key: HashMap<String, &B::Item> =
         bench.items().iter().map(|i| (bench.key(i), i)).collect();
     // Keep an earlier verdict only if it was judged on the image that is there now.
@@ -441,8 +443,21 @@ pub async fn run<B: JudgedBenchmark>(
                     .get(&key)
                     .and_then(|i| find_image(&bench.image_candidates(&opts.images, i)))
                     .and_then(|p| fingerprint(&p));
-                store.append(&record)?;
-                prints_store.append(&json!({"key": key, "image": image}))?;
+                // Written and synced on the blocking pool: an fsync must not stall the requests
+                // in flight.
+                let (stores, line) = (stores.clone(), serde_json::to_value(&record));
+                let print = json!({"key": key, "image": image});
+                tokio::task::spawn_blocking(move || -> Result<()> {
+                    let line = line.map_err(|e| Error::invalid("result record", e.to_string()))?;
+                    let mut s = stores
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    s.0.append(&line)?;
+                    s.1.append(&print)?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| Error::invalid("results writer", e.to_string()))??;
                 progress.item(&key, bench.failed(&record).is_some());
                 done.insert(key, record);
             }
@@ -456,7 +471,7 @@ pub async fn run<B: JudgedBenchmark>(
                 return Err(Error::Judge(format!(
                     "{e}; this will not pass by retrying, so the run stopped ({} items judged are kept in {}; rerun once fixed)",
                     done.len(),
-                    store.path().display()
+                    results_path.display()
                 )));
             }
             Done::MissingRecord(record) => {

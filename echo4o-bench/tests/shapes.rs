@@ -136,3 +136,25 @@ fn checked_in_prompt_sets_match_their_generators() {
     assert_eq!(shapes_metadata(false).len(), 300);
     assert_eq!(shapes_metadata(true).len(), 280);
 }
+
+/// The engine as a `Scorer`: detection runs on the blocking pool, and the verdict is the engine's.
+#[tokio::test]
+async fn the_engine_is_a_scorer_that_detects_off_the_async_threads() {
+    use echo4o_bench::geneval::GenEvalScorer;
+    use echo4o_core::Scorer;
+    let prompts = geneval_shapes(50, SHAPES_SEED);
+    let metadata = shapes_metadata(false);
+    let scorer = GenEvalScorer::new(
+        ShapesDetector::default(),
+        ShapesColorClassifier,
+        EngineConfig::default(),
+    );
+    let right = place(&prompts[0].request, 64, 64, 1).unwrap().render();
+    // An empty canvas: no object at all.
+    let wrong = echo4o_core::image::RgbImage::from_pixel(64, 64, echo4o_core::image::Rgb([128; 3]));
+    let v = scorer.score(&metadata[0], &right).await.unwrap();
+    assert_eq!((v.score, v.passed), (1.0, Some(true)));
+    let v = scorer.score(&metadata[0], &wrong).await.unwrap();
+    assert_eq!(v.passed, Some(false));
+    assert!(!v.reason.is_empty());
+}

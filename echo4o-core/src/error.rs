@@ -21,6 +21,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A line of a JSONL file that is not the record it should be.
+    #[error("{}:{line}: {message}", path.display())]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Bytes that should be an image could not be decoded.
     #[error("{origin}: cannot decode image: {source}")]
     ImageDecode {

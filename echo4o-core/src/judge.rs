@@ -152,6 +152,7 @@ fn lenient_count<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<
 }
 
 /// A whole `usage` object read leniently: one that is not an object at all is no usage.
+#[cfg(feature = "openai")]
 pub(crate) fn lenient_usage<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<Usage>, D::Error> {

@@ -29,6 +29,7 @@ mod error;
 pub mod fs;
 mod generate;
 mod image_io;
+pub mod jsonl;
 mod judge;
 #[cfg(feature = "openai")]
 pub mod openai;

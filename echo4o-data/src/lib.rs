@@ -30,6 +30,7 @@ mod open;
 pub mod parquet;
 pub mod shapes;
 mod stream;
+#[cfg(feature = "synth")]
 pub mod synth;
 pub mod transforms;
 

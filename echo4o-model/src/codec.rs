@@ -81,13 +81,32 @@ impl<B: Backend> LatentCodec<B> for PixelCodec {
     }
 }
 
-/// The codec of a pipeline.
-#[derive(Debug)]
+/// The codec of a pipeline: one of the two a checkpoint folder can name, or any
+/// [`LatentCodec`] a user supplies ([`Codec::custom`]).
 pub enum Codec<B: Backend> {
     /// FLUX's autoencoder (boxed: it is large and the pixel codec is three numbers).
     Flux(Box<AutoEncoder<B>>),
     /// Raw pixel patches.
     Pixel(PixelCodec),
+    /// A plug-in codec (another autoencoder, a tokenizer-free latent space). Shared, so a
+    /// trainer's EMA pipeline and the trained one use the same instance. Its weights are its
+    /// owner's to load and save: [`crate::pipeline::save_checkpoint`] writes none for it.
+    Custom(std::sync::Arc<dyn LatentCodec<B> + Send + Sync>),
+}
+
+impl<B: Backend> std::fmt::Debug for Codec<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Codec::Flux(ae) => f.debug_tuple("Flux").field(ae).finish(),
+            Codec::Pixel(p) => f.debug_tuple("Pixel").field(p).finish(),
+            Codec::Custom(c) => write!(
+                f,
+                "Custom(downsample {}, {} channels)",
+                c.downsample(),
+                c.channels()
+            ),
+        }
+    }
 }
 
 impl<B: Backend> Codec<B> {
@@ -99,11 +118,34 @@ impl<B: Backend> Codec<B> {
         }
     }
 
-    /// The codec with its weights in `dtype` (the pipeline keeps codecs in f32).
+    /// A user-supplied codec.
+    ///
+    /// ```
+    /// use echo4o_model::codec::{Codec, PixelCodec};
+    /// use echo4o_model::autoencoder::LatentCodec;
+    ///
+    /// let c = Codec::<burn_flex::Flex>::custom(PixelCodec { patch: 2, scale: 1.0, shift: 0.0 });
+    /// assert_eq!(c.channels(), 12);
+    /// ```
+    pub fn custom(codec: impl LatentCodec<B> + Send + Sync + 'static) -> Self {
+        Codec::Custom(std::sync::Arc::new(codec))
+    }
+
+    /// The codec with its weights in `dtype` (the pipeline keeps codecs in f32; a custom codec
+    /// keeps whatever precision it chose).
     pub fn cast(self, dtype: DType) -> Self {
         match self {
             Codec::Flux(ae) => Codec::Flux(Box::new(cast_params(*ae, dtype))),
-            pixel => pixel,
+            other => other,
+        }
+    }
+
+    /// A copy sharing nothing mutable (FLUX weights are cloned, a custom codec is shared).
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Codec::Flux(ae) => Codec::Flux(ae.clone()),
+            Codec::Pixel(p) => Codec::Pixel(*p),
+            Codec::Custom(c) => Codec::Custom(c.clone()),
         }
     }
 }
@@ -119,6 +161,7 @@ impl<B: Backend> LatentCodec<B> for Codec<B> {
         match self {
             Codec::Flux(a) => a.downsample(),
             Codec::Pixel(p) => LatentCodec::<B>::downsample(p),
+            Codec::Custom(c) => c.downsample(),
         }
     }
 
@@ -126,6 +169,7 @@ impl<B: Backend> LatentCodec<B> for Codec<B> {
         match self {
             Codec::Flux(a) => a.channels(),
             Codec::Pixel(p) => LatentCodec::<B>::channels(p),
+            Codec::Custom(c) => c.channels(),
         }
     }
 
@@ -133,6 +177,7 @@ impl<B: Backend> LatentCodec<B> for Codec<B> {
         match self {
             Codec::Flux(a) => a.encode(images, noise),
             Codec::Pixel(p) => p.encode(images, noise),
+            Codec::Custom(c) => c.encode(images, noise),
         }
     }
 
@@ -140,6 +185,7 @@ impl<B: Backend> LatentCodec<B> for Codec<B> {
         match self {
             Codec::Flux(a) => a.decode(latents),
             Codec::Pixel(p) => p.decode(latents),
+            Codec::Custom(c) => c.decode(latents),
         }
     }
 }

@@ -367,6 +367,6 @@ pub fn save_checkpoint<B: Backend>(
         Codec::Flux(ae) => {
             crate::weights::save_safetensors(&**ae, &dir.join("ae.safetensors"), NORM_REMAPS)
         }
-        Codec::Pixel(_) => Ok(()),
+        Codec::Pixel(_) | Codec::Custom(_) => Ok(()),
     }
 }

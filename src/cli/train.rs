@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use echo4o::experiment::{RunConfig, train};
+use echo4o::experiment::{RunConfig, TrainEvent, train};
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `echo4o train`.
 #[derive(Debug, clap::Args)]
@@ -28,7 +29,13 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
     if let Some(out) = args.out {
         config.out = out;
     }
-    let outcome = train(&config, quiet)?;
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(config.train.steps as u64)
+    };
+    let outcome = train(&config, &mut |e| show(&bar, &config, quiet, e))?;
+    bar.finish_and_clear();
     if !quiet {
         println!(
             "{} steps, mean loss of the last 100: {:.4}, {:.1} s this run; checkpoint in {}",
@@ -39,4 +46,35 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Draws the run's events as a progress bar (loss, steps/s, ETA).
+pub fn show(bar: &ProgressBar, config: &RunConfig, quiet: bool, event: &TrainEvent) {
+    match event {
+        TrainEvent::Start {
+            step,
+            total,
+            resumed,
+        } => {
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps, {msg}, {per_sec}, ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_length(*total as u64);
+            bar.set_position(*step as u64);
+            bar.reset_eta();
+            if *resumed && !quiet {
+                bar.suspend(|| eprintln!("resuming {} at step {step}", config.out.display()));
+            }
+        }
+        TrainEvent::Step {
+            step, mean_loss, ..
+        } => {
+            bar.set_message(format!("loss {mean_loss:.4}"));
+            bar.set_position(*step as u64);
+        }
+        _ => {}
+    }
 }

@@ -404,17 +404,31 @@ pub fn evaluate_image(
 
 /// The rule engine with its perception as a [`echo4o_core::Scorer`] over [`Metadata`] items:
 /// score 1 or 0, the official reason, the kept boxes as details.
+///
+/// Detection is CPU- or GPU-bound and synchronous: each image is scored on tokio's blocking
+/// pool, so many scorings in flight never stall the async tasks around them (a judge's HTTP
+/// requests, a generator's I/O).
 pub struct GenEvalScorer<D, C> {
-    /// The detector.
-    pub detector: D,
-    /// The colour classifier.
-    pub classifier: C,
-    /// The rule constants.
-    pub config: EngineConfig,
+    detector: std::sync::Arc<D>,
+    classifier: std::sync::Arc<C>,
+    config: EngineConfig,
+}
+
+impl<D: Detector + 'static, C: ColorClassifier + 'static> GenEvalScorer<D, C> {
+    /// A scorer with this perception and these rule constants.
+    pub fn new(detector: D, classifier: C, config: EngineConfig) -> Self {
+        GenEvalScorer {
+            detector: std::sync::Arc::new(detector),
+            classifier: std::sync::Arc::new(classifier),
+            config,
+        }
+    }
 }
 
 #[async_trait::async_trait]
-impl<D: Detector, C: ColorClassifier> echo4o_core::Scorer for GenEvalScorer<D, C> {
+impl<D: Detector + 'static, C: ColorClassifier + 'static> echo4o_core::Scorer
+    for GenEvalScorer<D, C>
+{
     type Item = Metadata;
 
     async fn score(
@@ -422,20 +436,21 @@ impl<D: Detector, C: ColorClassifier> echo4o_core::Scorer for GenEvalScorer<D, C
         item: &Metadata,
         image: &RgbImage,
     ) -> echo4o_core::Result<echo4o_core::Verdict> {
-        let r = evaluate_image(
-            image,
-            "<memory>",
-            item,
-            &self.detector,
-            &self.classifier,
-            &self.config,
-        )
-        .map_err(|e| echo4o_core::Error::invalid("GenEval scoring", e.to_string()))?;
+        let (detector, classifier) = (self.detector.clone(), self.classifier.clone());
+        let (item, image, config) = (item.clone(), image.clone(), self.config.clone());
+        let r = tokio::task::spawn_blocking(move || {
+            evaluate_image(&image, "<memory>", &item, &*detector, &*classifier, &config)
+        })
+        .await
+        .map_err(|e| echo4o_core::Error::invalid("GenEval scoring", e.to_string()))?
+        .map_err(|e| echo4o_core::Error::plugin("GenEval scoring", e))?;
+        let details = serde_json::from_str(&r.details)
+            .map_err(|e| echo4o_core::Error::invalid("GenEval details", e.to_string()))?;
         Ok(echo4o_core::Verdict {
             score: if r.correct { 1.0 } else { 0.0 },
             passed: Some(r.correct),
             reason: r.reason,
-            details: serde_json::from_str(&r.details).unwrap_or_default(),
+            details,
             usage: Default::default(),
         })
     }
@@ -812,11 +827,11 @@ mod tests {
     #[test]
     fn the_engine_is_a_scorer() {
         use echo4o_core::Scorer;
-        let scorer = GenEvalScorer {
-            detector: Fixed(vec![det("cat", 0.9, [0., 0., 9., 9.])]),
-            classifier: MeanColor,
-            config: EngineConfig::default(),
-        };
+        let scorer = GenEvalScorer::new(
+            Fixed(vec![det("cat", 0.9, [0., 0., 9., 9.])]),
+            MeanColor,
+            EngineConfig::default(),
+        );
         let m = meta(
             r#"{"tag": "single_object", "include": [{"class": "cat", "count": 1}], "prompt": "a photo of a cat"}"#,
         );

@@ -11,20 +11,20 @@
 //!   every prompt it holds.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use echo4o_core::Usage;
+use echo4o_core::jsonl::AppendLog;
 use echo4o_core::openai::images::{FailureKind, ImageUsage, ReferenceImage};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::backend::{BackendFailure, Generated, SynthBackend};
-use super::ledger::{Ledger, State, lock, now, request_key};
+use super::ledger::{Ledger, State, blocking, lock, now, request_key};
 use super::multiref::sha256_hex;
 use super::verify::{Rewriter, Verification, Verifier, VerifyInput};
 use super::{RecipeKind, Reference, SynthPrompt};
@@ -317,7 +317,7 @@ struct Run<'a> {
     images: AtomicUsize,
     previous_cost: f64,
     next_slot: tokio::sync::Mutex<tokio::time::Instant>,
-    provenance: Mutex<std::fs::File>,
+    provenance: Arc<Mutex<AppendLog>>,
     budget: Mutex<Budget>,
 }
 
@@ -441,7 +441,8 @@ impl SynthJob {
                 echo4o_core::fs::write_atomic(&job_file, text.as_bytes())?;
             }
         }
-        let finished = read_provenance(&out.join("provenance.jsonl"))?;
+        let provenance_path = out.join("provenance.jsonl");
+        let (provenance, finished) = AppendLog::open::<Provenance>(&provenance_path)?;
         let previous_cost: f64 = finished.iter().map(|p| p.cost).sum();
         // The dearest earlier record is the first estimate of an image's cost, so a resumed run
         // with a cost cap does not start blind (chat costs in it only make the estimate safer).
@@ -451,8 +452,6 @@ impl SynthJob {
             .fold(0.0, f64::max);
         let done: HashSet<String> = finished.into_iter().map(|p| p.prompt.id).collect();
         let ledger = Ledger::open(&out.join("ledger.jsonl"))?;
-        let provenance_path = out.join("provenance.jsonl");
-        let provenance = open_append(&provenance_path)?;
         let mut stats = Stats {
             total: prompts.len(),
             ..Stats::default()
@@ -474,7 +473,7 @@ impl SynthJob {
             stats: Mutex::new(stats),
             stop: AtomicBool::new(false),
             next_slot: tokio::sync::Mutex::new(tokio::time::Instant::now()),
-            provenance: Mutex::new(provenance),
+            provenance: Arc::new(Mutex::new(provenance)),
             budget: Mutex::new(Budget {
                 largest_token_cost,
                 ..Budget::default()
@@ -518,47 +517,9 @@ fn read_sidecar(out: &Path, path: &Path) -> Result<Option<(Sidecar, Vec<u8>)>> {
     Ok(Some((sidecar, bytes)))
 }
 
-fn open_append(path: &Path) -> Result<std::fs::File> {
-    let text = std::fs::read(path).unwrap_or_default();
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    if !text.is_empty() && !text.ends_with(b"\n") {
-        // A record cut off by a kill: drop it (its prompt is redone from the ledger and disk).
-        let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        f.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
-    }
-    Ok(f)
-}
-
-/// Reads `provenance.jsonl` (a cut-off last line is ignored).
+/// Reads `provenance.jsonl` (a cut-off last line is ignored; a missing file has no records).
 pub fn read_provenance(path: &Path) -> Result<Vec<Provenance>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Provenance>(line) {
-            Ok(p) => out.push(p),
-            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
-            Err(e) => {
-                return Err(Error::Line {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    message: e.to_string(),
-                });
-            }
-        }
-    }
-    Ok(out)
+    Ok(AppendLog::read(path)?)
 }
 
 fn extension(bytes: &[u8]) -> &'static str {
@@ -629,14 +590,17 @@ impl Run<'_> {
         let config = &self.job.config;
         let key = self.job.key(prompt, text);
         let sidecar_path = config.out.join("responses").join(format!("{key}.json"));
-        if let Some((sidecar, bytes)) = read_sidecar(&config.out, &sidecar_path)? {
+        let (out, path) = (config.out.clone(), sidecar_path.clone());
+        if let Some((sidecar, bytes)) = blocking(move || read_sidecar(&out, &path)).await? {
             if self.ledger.state(&key) != Some(State::Done) {
-                self.ledger.append(
-                    &key,
-                    &prompt.id,
-                    State::Done,
-                    Some("recovered from disk".into()),
-                )?;
+                self.ledger
+                    .append(
+                        &key,
+                        &prompt.id,
+                        State::Done,
+                        Some("recovered from disk".into()),
+                    )
+                    .await?;
             }
             self.update(|s| s.reused += 1);
             return Ok(Obtained::Image {
@@ -739,13 +703,17 @@ impl Run<'_> {
             .backend
             .takes_seed()
             .then(|| self.job.prompt_seed(&prompt.id));
-        let references = prompt
-            .references
-            .iter()
-            .enumerate()
-            .map(|(i, r)| reference_bytes(i, r))
-            .collect::<Result<Vec<_>>>()?;
-        self.ledger.append(&key, &prompt.id, State::Sent, None)?;
+        let refs = prompt.references.clone();
+        let references = blocking(move || {
+            refs.iter()
+                .enumerate()
+                .map(|(i, r)| reference_bytes(i, r))
+                .collect::<Result<Vec<_>>>()
+        })
+        .await?;
+        self.ledger
+            .append(&key, &prompt.id, State::Sent, None)
+            .await?;
         self.update(|s| s.requests += 1);
         let result = self
             .job
@@ -779,12 +747,14 @@ impl Run<'_> {
                     self.images.fetch_sub(1, Ordering::SeqCst);
                     self.update(|s| s.cost += cost);
                     let message = format!("the reply is not an image ({} bytes): {e}", image.len());
-                    self.ledger.append(
-                        &key,
-                        &prompt.id,
-                        State::FailedRetryable,
-                        Some(message.clone()),
-                    )?;
+                    self.ledger
+                        .append(
+                            &key,
+                            &prompt.id,
+                            State::FailedRetryable,
+                            Some(message.clone()),
+                        )
+                        .await?;
                     return Ok(Obtained::Failed {
                         key,
                         failure: BackendFailure {
@@ -797,7 +767,8 @@ impl Run<'_> {
                     });
                 }
                 let rel = format!("images/{key}.{}", extension(&image));
-                echo4o_core::fs::write_atomic(&config.out.join(&rel), &image)?;
+                let (path, bytes) = (config.out.join(&rel), image.clone());
+                blocking(move || Ok(echo4o_core::fs::write_atomic(&path, &bytes)?)).await?;
                 let sidecar = Sidecar {
                     prompt: text.to_string(),
                     seed,
@@ -813,8 +784,12 @@ impl Run<'_> {
                 };
                 let json = serde_json::to_string_pretty(&sidecar)
                     .map_err(|e| echo4o_core::Error::invalid("sidecar", e.to_string()))?;
-                echo4o_core::fs::write_atomic(sidecar_path, json.as_bytes())?;
-                self.ledger.append(&key, &prompt.id, State::Done, None)?;
+                let path = sidecar_path.to_path_buf();
+                blocking(move || Ok(echo4o_core::fs::write_atomic(&path, json.as_bytes())?))
+                    .await?;
+                self.ledger
+                    .append(&key, &prompt.id, State::Done, None)
+                    .await?;
                 self.update(|s| s.cost += cost);
                 Ok(Obtained::Image {
                     key,
@@ -833,7 +808,9 @@ impl Run<'_> {
                     Some(b) => format!("{} | body: {b}", failure.message),
                     None => failure.message.clone(),
                 };
-                self.ledger.append(&key, &prompt.id, state, Some(message))?;
+                self.ledger
+                    .append(&key, &prompt.id, state, Some(message))
+                    .await?;
                 if failure.kind.stops_job() {
                     self.stop(format!("{:?}: {}", failure.kind, failure.message));
                 }
@@ -976,15 +953,8 @@ impl Run<'_> {
             s.finished += 1;
         });
         record.finished_at = now();
-        let mut line = serde_json::to_string(&record)
-            .map_err(|e| echo4o_core::Error::invalid("provenance", e.to_string()))?;
-        line.push('\n');
-        let path = config.out.join("provenance.jsonl");
-        let mut f = lock(&self.provenance);
-        f.write_all(line.as_bytes())
-            .and_then(|_| f.sync_data())
-            .map_err(|e| Error::io(&path, e))?;
-        Ok(())
+        let log = self.provenance.clone();
+        blocking(move || lock(&log).append(&record).map_err(Into::into)).await
     }
 
     async fn verify(

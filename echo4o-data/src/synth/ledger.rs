@@ -7,15 +7,15 @@
 //! unchanged again), and which may be retried.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
+use echo4o_core::jsonl::AppendLog;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::multiref::sha256_hex;
-use crate::{Error, Result};
+use crate::Result;
 
 /// `value` as JSON with every object's keys sorted: the canonical form that is hashed.
 pub fn canonical_json(value: &Value) -> String {
@@ -87,9 +87,8 @@ pub struct Entry {
 /// The append-only ledger file and the last state of every key in it.
 #[derive(Debug)]
 pub struct Ledger {
-    path: PathBuf,
     states: Mutex<HashMap<String, State>>,
-    file: Mutex<std::fs::File>,
+    log: std::sync::Arc<Mutex<AppendLog>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -111,51 +110,11 @@ impl Ledger {
     /// Opens (or creates) the ledger at `path`. A last line cut off by a kill is removed; any
     /// other bad line is an error naming it.
     pub fn open(path: &Path) -> Result<Ledger> {
-        let mut states = HashMap::new();
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        let lines: Vec<&str> = text.lines().collect();
-        let complete = text.ends_with('\n');
-        for (i, line) in lines.iter().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<Entry>(line) {
-                Ok(e) => {
-                    states.insert(e.key, e.state);
-                }
-                Err(_) if i + 1 == lines.len() && !complete => {
-                    tracing::warn!("{}: ignoring a cut-off last line", path.display());
-                }
-                Err(e) => {
-                    return Err(Error::Line {
-                        path: path.to_path_buf(),
-                        line: i + 1,
-                        message: e.to_string(),
-                    });
-                }
-            }
-        }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        if !text.is_empty() && !complete {
-            // Drop the cut-off line, so the file stays one valid entry per line.
-            let keep = text.rfind('\n').map_or(0, |i| i + 1);
-            file.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
-        }
+        let (log, entries) = AppendLog::open::<Entry>(path)?;
+        let states = entries.into_iter().map(|e| (e.key, e.state)).collect();
         Ok(Ledger {
-            path: path.to_path_buf(),
             states: Mutex::new(states),
-            file: Mutex::new(file),
+            log: std::sync::Arc::new(Mutex::new(log)),
         })
     }
 
@@ -170,8 +129,15 @@ impl Ledger {
         lock(&self.states).values().filter(|v| **v == state).count()
     }
 
-    /// Appends an entry, fsync'd before returning.
-    pub fn append(&self, key: &str, id: &str, state: State, message: Option<String>) -> Result<()> {
+    /// Appends an entry, synced to disk before returning. The write and its fsync run on tokio's
+    /// blocking pool: one slow disk flush must not stall every request in flight.
+    pub async fn append(
+        &self,
+        key: &str,
+        id: &str,
+        state: State,
+        message: Option<String>,
+    ) -> Result<()> {
         let entry = Entry {
             key: key.to_string(),
             id: id.to_string(),
@@ -179,32 +145,36 @@ impl Ledger {
             at: now(),
             message,
         };
-        let mut line = serde_json::to_string(&entry)
-            .map_err(|e| echo4o_core::Error::invalid("ledger entry", e.to_string()))?;
-        line.push('\n');
-        {
-            let mut f = lock(&self.file);
-            f.write_all(line.as_bytes())
-                .and_then(|_| f.sync_data())
-                .map_err(|e| Error::io(&self.path, e))?;
-        }
+        let log = self.log.clone();
+        let line = entry.clone();
+        blocking(move || lock(&log).append(&line).map_err(Into::into)).await?;
         lock(&self.states).insert(entry.key, state);
         Ok(())
     }
 }
 
+/// Runs file work on tokio's blocking pool and waits for it.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| echo4o_core::Error::invalid("file writer", e.to_string()))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
-    #[test]
-    fn survives_a_cut_off_line_and_keeps_the_last_state() {
+    #[tokio::test]
+    async fn survives_a_cut_off_line_and_keeps_the_last_state() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.jsonl");
         let l = Ledger::open(&path).unwrap();
-        l.append("k1", "a", State::Sent, None).unwrap();
-        l.append("k1", "a", State::Done, None).unwrap();
-        l.append("k2", "b", State::Sent, None).unwrap();
+        l.append("k1", "a", State::Sent, None).await.unwrap();
+        l.append("k1", "a", State::Done, None).await.unwrap();
+        l.append("k2", "b", State::Sent, None).await.unwrap();
         drop(l);
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -215,7 +185,7 @@ mod tests {
         let l = Ledger::open(&path).unwrap();
         assert_eq!(l.state("k1"), Some(State::Done));
         assert_eq!(l.state("k2"), Some(State::Sent));
-        l.append("k2", "b", State::Refused, None).unwrap();
+        l.append("k2", "b", State::Refused, None).await.unwrap();
         let l = Ledger::open(&path).unwrap();
         assert_eq!(l.state("k2"), Some(State::Refused));
         assert_eq!(l.count(State::Done), 1);

@@ -437,10 +437,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// The EMA weights as a generation pipeline (sample grids, evaluation).
     pub fn ema_pipeline(&self) -> BagelPipeline<B::InnerBackend> {
-        let codec = match &self.codec {
-            Codec::Flux(ae) => Codec::Flux(ae.clone()),
-            Codec::Pixel(p) => Codec::Pixel(*p),
-        };
+        let codec = self.codec.duplicate();
         BagelPipeline::from_parts(
             self.ema.clone(),
             codec,
