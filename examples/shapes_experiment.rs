@@ -12,6 +12,10 @@
 //! `runs/experiment/` (generated images, per-benchmark results and reports, `results.md`, and
 //! `samples.png`: the same prompts from both models).
 
+#[path = "common/progress.rs"]
+mod progress;
+use progress::progress;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -199,21 +203,4 @@ fn main() -> anyhow::Result<()> {
         path.display()
     );
     Ok(())
-}
-
-/// A progress bar over a training run's steps, with the running loss.
-fn progress(steps: usize) -> impl FnMut(&echo4o::experiment::TrainEvent) {
-    let bar = indicatif::ProgressBar::new(steps as u64);
-    move |e| {
-        if let echo4o::experiment::TrainEvent::Step {
-            step, mean_loss, ..
-        } = e
-        {
-            bar.set_position(*step as u64);
-            bar.set_message(format!("loss {mean_loss:.4}"));
-            if *step == steps {
-                bar.finish_and_clear();
-            }
-        }
-    }
 }

@@ -1,7 +1,7 @@
 //! The Echo-4o synthesis pipeline end to end, offline, on CPU, in the shapes world:
 //!
 //! 1. the instruction-following recipe writes "a photo of ..." prompts over the shapes
-//!    vocabulary (six shapes, the ten GenEval colours, counts, regions, relations, sizes);
+//!    vocabulary (six shapes, the ten GenEval colors, counts, regions, relations, sizes);
 //! 2. the shipped tiny model (`checkpoints/shapes_echo/`) draws them;
 //! 3. the GenEval rule engine with the shapes detector verifies every image, and the rule-based
 //!    rewriter turns each misaligned image's prompt into the one its detections satisfy (then
@@ -19,6 +19,10 @@
 //! dataset-unfiltered/), the two fine-tuning runs, the evaluations and `results.md`. Rerunning
 //! resumes every stage.
 
+#[path = "common/progress.rs"]
+mod progress;
+use progress::progress;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,7 +35,7 @@ use echo4o::bench::geneval::{EngineConfig, GenEvalScores, shapes_metadata};
 use echo4o::core::SamplerSettings;
 use echo4o::data::synth::backend::GeneratorBackend;
 use echo4o::data::synth::export::{ExportMode, export};
-use echo4o::data::synth::instruction::{COLOURS, InstructionRecipe};
+use echo4o::data::synth::instruction::{COLORS, InstructionRecipe};
 use echo4o::data::synth::job::{JobConfig, Outcome, SynthJob, read_provenance};
 use echo4o::experiment::{DataConfig, ModelInit, RunConfig, evaluate_shapes, train};
 use echo4o::model::burn::tensor::backend::Backend;
@@ -73,7 +77,7 @@ impl BackendTask for Synthesize<'_> {
         let args = self.args;
         let recipe = InstructionRecipe {
             objects: SHAPES.map(String::from).to_vec(),
-            colours: COLOURS.map(String::from).to_vec(),
+            colors: COLORS.map(String::from).to_vec(),
             max_count: 4,
             prefix: "a photo of".into(),
             seed: args.seed,
@@ -277,21 +281,4 @@ fn main() -> anyhow::Result<()> {
     println!("{md}");
     println!("wrote {}", args.out.join("results.md").display());
     Ok(())
-}
-
-/// A progress bar over a training run's steps, with the running loss.
-fn progress(steps: usize) -> impl FnMut(&echo4o::experiment::TrainEvent) {
-    let bar = indicatif::ProgressBar::new(steps as u64);
-    move |e| {
-        if let echo4o::experiment::TrainEvent::Step {
-            step, mean_loss, ..
-        } = e
-        {
-            bar.set_position(*step as u64);
-            bar.set_message(format!("loss {mean_loss:.4}"));
-            if *step == steps {
-                bar.finish_and_clear();
-            }
-        }
-    }
 }

@@ -26,7 +26,7 @@ fn setup(dir: &Path) {
     }
 }
 
-/// Passes the counting items, fails the colour ones.
+/// Passes the counting items, fails the color ones.
 fn verdict(body: &serde_json::Value) -> MockReply {
     let text = body["messages"][1]["content"][0]["text"]
         .as_str()
@@ -34,7 +34,7 @@ fn verdict(body: &serde_json::Value) -> MockReply {
     if text.contains("clock") || text.contains("cats") {
         MockReply::content(r#"{"correct": 1, "reason": "right count"}"#)
     } else {
-        MockReply::content(r#"{"correct": 0, "reason": "wrong colour"}"#)
+        MockReply::content(r#"{"correct": 0, "reason": "wrong color"}"#)
     }
 }
 

@@ -48,3 +48,14 @@ fn usage_errors_exit_non_zero_with_a_message() {
     let out = echo4o(&["-v", "-q", "info"]);
     assert!(!out.status.success(), "--verbose and --quiet conflict");
 }
+
+#[test]
+fn an_io_error_says_the_os_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-run.json");
+    let out = echo4o(&["train", "--config", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-run.json"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

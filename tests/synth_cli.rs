@@ -300,3 +300,59 @@ fn huge_counts_and_zero_timeouts_are_refused() {
         assert!(String::from_utf8_lossy(&o.stderr).contains(flag), "{flag}");
     }
 }
+
+/// The checklist judge honours `--timeout` and `--retries`: a judge slower than the timeout gets
+/// one request per image and no verdict, instead of the defaults' five minutes and six retries.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checklist_judge_honours_timeout_and_retries() {
+    let images = MockServer::start(|_, _| image_reply()).await;
+    let chat = MockServer::start(|_, _| {
+        MockReply::content(r#"{"aligned": true, "reasons": []}"#)
+            .after(std::time::Duration::from_secs(3))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("job");
+    let (images_url, chat_url) = (images.base_url(), chat.base_url());
+    let o = {
+        let out = out.clone();
+        tokio::task::spawn_blocking(move || {
+            synth(&[
+                "--recipe",
+                "instruction",
+                "--count",
+                "2",
+                "--base-url",
+                &images_url,
+                "--profile",
+                "sd-cpp",
+                "--model",
+                "sd",
+                "--verify",
+                "checklist",
+                "--judge-url",
+                &chat_url,
+                "--judge-model",
+                "judge",
+                "--timeout",
+                "1",
+                "--retries",
+                "0",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(chat.count(), 2, "one judge request per image, no retries");
+    let provenance = std::fs::read_to_string(out.join("provenance.jsonl")).unwrap_or_default();
+    assert_eq!(
+        provenance.lines().count(),
+        0,
+        "no verdict arrived within the timeout"
+    );
+}

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::report::{Category, GalleryRow, Summary};
-use crate::runner::{Judged, JudgedBenchmark, Missing};
+use crate::runner::{Judged, JudgedBenchmark, Missing, Unreadable};
 use crate::text::{fill, parse_jsonl, py_round};
 use crate::{Error, Result};
 
@@ -31,7 +31,7 @@ pub struct Requirement {
     /// How many (the official code defaults a missing count to 1).
     #[serde(default = "one")]
     pub count: u32,
-    /// One of the ten GenEval colours.
+    /// One of the ten GenEval colors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
     /// An absolute image region: `left`, `right`, `above`, `below`.
@@ -372,8 +372,8 @@ impl JudgedBenchmark for GenEvalPp {
         }
     }
 
-    fn parse(&self, text: &str) -> std::result::Result<Self::Parsed, String> {
-        parse_reply(text)
+    fn parse(&self, text: &str) -> std::result::Result<Self::Parsed, Unreadable> {
+        parse_reply(text).map_err(Unreadable)
     }
 
     fn record(&self, item: &Item, judged: Judged<Self::Parsed>) -> Record {

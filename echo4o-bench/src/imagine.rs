@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::report::{Category, GalleryRow, Summary};
-use crate::runner::{Judged, JudgedBenchmark, Missing};
+use crate::runner::{Judged, JudgedBenchmark, Missing, Unreadable};
 use crate::text::{fill, parse_jsonl, py_round};
 use crate::{Error, Result};
 
@@ -27,7 +27,7 @@ pub const DEFAULT_MODEL: &str = "gpt-4.1-2025-04-14";
 /// The official `max_tokens`.
 pub const MAX_TOKENS: u32 = 1024;
 /// The extensions tried for `{id}.{ext}`, in the official order.
-pub const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
+pub const EXTENSIONS: [&str; 4] = echo4o_core::vocab::IMAGE_EXTENSIONS;
 
 /// One Imagine-Bench item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -395,7 +395,7 @@ impl JudgedBenchmark for ImagineBench {
 
     /// Any reply is accepted (missing fields score -1, as officially); only failed requests are
     /// retried.
-    fn parse(&self, text: &str) -> std::result::Result<Scores, String> {
+    fn parse(&self, text: &str) -> std::result::Result<Scores, Unreadable> {
         Ok(extract_scores(text))
     }
 

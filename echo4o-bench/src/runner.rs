@@ -64,7 +64,7 @@ pub trait JudgedBenchmark: Send + Sync {
     /// The judge request for the item, given its image as base64 JPEG.
     fn request(&self, item: &Self::Item, image_b64_jpeg: &str) -> JudgeRequest;
     /// Parses a reply; `Err` makes the attempt count as failed.
-    fn parse(&self, text: &str) -> std::result::Result<Self::Parsed, String>;
+    fn parse(&self, text: &str) -> std::result::Result<Self::Parsed, Unreadable>;
     /// Pause between failed attempts. By default none.
     fn attempt_delay(&self) -> Duration {
         Duration::ZERO
@@ -141,15 +141,26 @@ fn find_image(candidates: &[PathBuf]) -> Option<PathBuf> {
     candidates.iter().find(|p| p.is_file()).cloned()
 }
 
-async fn encode(path: PathBuf) -> std::result::Result<String, String> {
+/// The image at `path` as the base64 JPEG a judge request carries, decoded and encoded on the
+/// blocking pool.
+async fn encode(path: PathBuf) -> echo4o_core::Result<String> {
     tokio::task::spawn_blocking(move || {
-        echo4o_core::load_image(&path)
-            .and_then(|img| echo4o_core::jpeg_base64(&img))
-            .map_err(|e| e.to_string())
+        echo4o_core::load_image(&path).and_then(|img| echo4o_core::jpeg_base64(&img))
     })
     .await
-    .unwrap_or_else(|e| Err(format!("image encoding task failed: {e}")))
+    .unwrap_or_else(|e| {
+        Err(echo4o_core::Error::invalid(
+            "image encoding task",
+            e.to_string(),
+        ))
+    })
 }
+
+/// Why a judge reply could not be read as a verdict: the attempt counts as failed, and the text
+/// is what the record keeps as the reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
 
 enum Done<R> {
     Scored(R),
@@ -200,7 +211,7 @@ async fn judge_item<B: JudgedBenchmark>(
     let b64 = match encode(image).await {
         Ok(b64) => b64,
         Err(e) => {
-            judged.outcome = Err(e);
+            judged.outcome = Err(e.to_string());
             return Done::Scored(bench.record(item, judged));
         }
     };
@@ -238,7 +249,7 @@ async fn judge_attempts<B: JudgedBenchmark>(
                         judged.outcome = Ok((parsed, cap_reply(reply.text)));
                         return Ok(());
                     }
-                    Err(e) => judged.outcome = Err(cap_reply(e)),
+                    Err(e) => judged.outcome = Err(cap_reply(e.0)),
                 }
             }
             Err(e) if e.is_permanent() => return Err(NoVerdict::Permanent(e)),
@@ -547,7 +558,7 @@ pub async fn dry_run<B: JudgedBenchmark>(
         };
         let b64 = encode(image.clone())
             .await
-            .map_err(|e| Error::invalid(format!("image {}", image.display()), e))?;
+            .map_err(|e| Error::invalid(format!("image {}", image.display()), e.to_string()))?;
         let line = json!({
             "id": bench.key(item),
             "url": config.endpoint(),

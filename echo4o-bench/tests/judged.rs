@@ -75,7 +75,7 @@ fn geneval_script(
         match (line, n) {
             (1..=4, _) => MockReply::content(r#"{"correct": 1, "reason": "all there"}"#),
             (5 | 6, _) => {
-                MockReply::content("```json\n{\"correct\": 0, \"reason\": \"wrong colour\"}\n```")
+                MockReply::content("```json\n{\"correct\": 0, \"reason\": \"wrong color\"}\n```")
             }
             (7 | 8, _) => MockReply::content(
                 "Here is my verdict: {\"correct\": 1, \"reason\": \"ok\"} Thanks.",
@@ -165,7 +165,7 @@ async fn geneval_pp_requests_are_official_and_scores_are_exact() {
     for id in [1, 2, 3, 4, 7, 8, 10, 11, 12] {
         assert!(by_id(id).passed(), "item {id}: {:?}", by_id(id).result);
     }
-    assert_eq!(by_id(5).result["reason"], "wrong colour");
+    assert_eq!(by_id(5).result["reason"], "wrong color");
     assert_eq!(by_id(9).result["correct"], -1);
     assert_eq!(by_id(9).attempts, 3, "the official three content attempts");
     assert_eq!(

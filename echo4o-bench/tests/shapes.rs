@@ -1,5 +1,5 @@
 //! The shapes scorer validated on ground truth: the GenEval rule engine, with the shapes detector
-//! and colour classifier, judges renders of the GenEval-shapes and GenEval++-shapes prompts
+//! and color classifier, judges renders of the GenEval-shapes and GenEval++-shapes prompts
 //! correct (at least 99%), and judges renders that break the prompt wrong.
 
 #![allow(clippy::unwrap_used)]
@@ -11,7 +11,7 @@ use echo4o_bench::geneval::{
 };
 use echo4o_data::shapes::captions::{Prompt, geneval_pp_shapes, geneval_shapes};
 use echo4o_data::shapes::layout::place;
-use echo4o_data::shapes::{Background, Colour};
+use echo4o_data::shapes::{Background, Color};
 
 fn judge(p: &Prompt, image: &echo4o_core::image::RgbImage) -> (bool, String) {
     let text = serde_json::to_string(&p.metadata).unwrap();
@@ -78,10 +78,10 @@ fn renders_that_break_the_prompt_are_judged_wrong() {
     let mut total = 0;
     for (i, p) in prompts.iter().enumerate() {
         let mut request = p.request.clone();
-        // Break it: one object fewer in the first group, or a wrong colour where one is named.
+        // Break it: one object fewer in the first group, or a wrong color where one is named.
         if p.metadata["tag"] == "color_attr" || p.metadata["tag"] == "color_spatial_attr" {
-            let c = request.groups[0].colour;
-            request.groups[0].colour = Colour::ALL[(c as usize + 3) % 10];
+            let c = request.groups[0].color;
+            request.groups[0].color = Color::ALL[(c as usize + 3) % 10];
         } else {
             request.groups[0].count -= 1;
             if request.groups[0].count == 0 {

@@ -56,18 +56,18 @@ async fn misaligned_renders_are_rewritten_into_aligned_samples() {
         let p = echo_instruction(100 + i, Difficulty::Easy);
         let mut request = p.request.clone();
         // Break every other scene where the prompt would notice: one object fewer in a group of
-        // two or more, or another colour where the prompt states one.
-        let states_colour = p.metadata["include"][0].get("color").is_some();
+        // two or more, or another color where the prompt states one.
+        let states_color = p.metadata["include"][0].get("color").is_some();
         if i % 2 == 0 {
             let g = &mut request.groups[0];
             if g.count > 1 {
                 g.count -= 1;
                 broken += 1;
-            } else if states_colour {
-                g.colour = if g.colour == echo4o_data::shapes::Colour::Red {
-                    echo4o_data::shapes::Colour::Blue
+            } else if states_color {
+                g.color = if g.color == echo4o_data::shapes::Color::Red {
+                    echo4o_data::shapes::Color::Blue
                 } else {
-                    echo4o_data::shapes::Colour::Red
+                    echo4o_data::shapes::Color::Red
                 };
                 broken += 1;
             }

@@ -158,8 +158,7 @@ pub trait ImageLayout: Send + Sync {
     fn candidates(&self, root: &Path, id: &str, index: usize) -> Vec<PathBuf>;
 }
 
-/// The extensions [`FlatLayout`] tries, in order.
-pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
+pub use crate::vocab::IMAGE_EXTENSIONS;
 
 /// `{id}.{ext}` for the first image, `{id}_{index}.{ext}` for the others, with `ext` tried in the
 /// order of [`IMAGE_EXTENSIONS`].

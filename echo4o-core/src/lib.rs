@@ -37,6 +37,7 @@ pub mod resize;
 mod sample;
 mod score;
 mod source;
+pub mod vocab;
 
 pub use error::{Error, Result};
 pub use generate::{

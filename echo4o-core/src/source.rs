@@ -13,7 +13,7 @@ use crate::{Result, Sample};
 /// ```
 /// use echo4o_core::{DataSource, Result, Sample, SampleImage};
 ///
-/// /// Solid-colour squares, one per colour name.
+/// /// Solid-color squares, one per color name.
 /// struct Swatches(Vec<(&'static str, [u8; 3])>);
 ///
 /// impl DataSource for Swatches {

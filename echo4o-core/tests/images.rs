@@ -15,9 +15,9 @@ use echo4o_testutil::{MockReply, MockServer};
 use image::{Rgb, RgbImage};
 use serde_json::json;
 
-fn png(colour: [u8; 3]) -> Vec<u8> {
+fn png(color: [u8; 3]) -> Vec<u8> {
     echo4o_core::encode_image(
-        &RgbImage::from_pixel(8, 8, Rgb(colour)),
+        &RgbImage::from_pixel(8, 8, Rgb(color)),
         image::ImageFormat::Png,
     )
     .unwrap()

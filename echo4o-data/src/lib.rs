@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod contact_sheet;
+pub mod convert;
 pub mod echo4o_image;
 mod error;
 pub mod folder;

@@ -102,7 +102,11 @@ impl Loader {
 
     /// Samples dropped so far (with `skip_bad`), as `origin: error` lines.
     pub fn skipped(&self) -> Vec<String> {
-        self.skipped.lock().map(|v| v.clone()).unwrap_or_default()
+        // A poisoned lock still holds the list; an empty default would hide the skips.
+        self.skipped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The batches of `epoch`, produced on background threads.

@@ -347,7 +347,7 @@ trait Rows {
     /// Appends one sample; returns the image bytes it added.
     fn push(&mut self, s: &Sample) -> Result<usize>;
     /// The rows appended since the last call, as a batch (the builders are left empty).
-    fn finish(&mut self) -> std::result::Result<RecordBatch, String>;
+    fn finish(&mut self) -> std::result::Result<RecordBatch, arrow_schema::ArrowError>;
 }
 
 struct T2iRows {
@@ -365,12 +365,11 @@ impl Rows for T2iRows {
         self.captions.append_value(Value::Object(dict).to_string());
         Ok(n)
     }
-    fn finish(&mut self) -> std::result::Result<RecordBatch, String> {
+    fn finish(&mut self) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
         RecordBatch::try_from_iter([
             ("image", Arc::new(self.images.finish()) as ArrayRef),
             ("captions", Arc::new(self.captions.finish()) as ArrayRef),
         ])
-        .map_err(|e| e.to_string())
     }
 }
 
@@ -392,7 +391,7 @@ impl Rows for MultiRefRows {
         self.texts.append(true);
         Ok(n)
     }
-    fn finish(&mut self) -> std::result::Result<RecordBatch, String> {
+    fn finish(&mut self) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
         RecordBatch::try_from_iter([
             ("image_list", Arc::new(self.images.finish()) as ArrayRef),
             (
@@ -400,7 +399,6 @@ impl Rows for MultiRefRows {
                 Arc::new(self.texts.finish()) as ArrayRef,
             ),
         ])
-        .map_err(|e| e.to_string())
     }
 }
 
@@ -422,7 +420,7 @@ fn write_rows(
         .build();
     let mut writer: Option<ArrowWriter<File>> = None;
     let flush = |rows: &mut dyn Rows, writer: &mut Option<ArrowWriter<File>>| -> Result<()> {
-        let batch = rows.finish().map_err(fail)?;
+        let batch = rows.finish().map_err(|e| fail(e.to_string()))?;
         if writer.is_none() {
             let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
             *writer = Some(

@@ -21,7 +21,7 @@ use echo4o_testutil::{MockReply, MockServer};
 use image::{Rgb, RgbImage};
 use serde_json::{Value, json};
 
-/// A PNG whose colour is derived from the prompt, so a rerun returns the same bytes.
+/// A PNG whose color is derived from the prompt, so a rerun returns the same bytes.
 fn png_for(prompt: &str) -> Vec<u8> {
     let h = prompt
         .bytes()
@@ -517,7 +517,7 @@ async fn chat_models_construct_attributes_label_references_and_reword() {
         let text = body.to_string();
         if text.contains("regular attributes") {
             MockReply::content(
-                "Sure:\n```json\n{\"colour\": \"green\", \"size\": \"hand-sized\", \"material\": \"glass\", \"structure\": \"a long neck\"}\n```",
+                "Sure:\n```json\n{\"color\": \"green\", \"size\": \"hand-sized\", \"material\": \"glass\", \"structure\": \"a long neck\"}\n```",
             )
         } else if text.contains("main subject") {
             MockReply::content(r#"{"label": "scene", "name": "a snowy village"}"#)
@@ -534,7 +534,7 @@ async fn chat_models_construct_attributes_label_references_and_reword() {
     .unwrap();
     let bottle = construct_attributes(&judge, "bottle").await.unwrap();
     assert_eq!(
-        (bottle.colour.as_str(), bottle.constructed_by.as_deref()),
+        (bottle.color.as_str(), bottle.constructed_by.as_deref()),
         ("green", Some("writer"))
     );
     let mut objects = echo4o_data::synth::surreal::builtin_attributes();

@@ -36,7 +36,9 @@ pub fn decode_tokens<B: Backend, C: LatentCodec<B>>(
     (img, u8s)
 }
 
-/// `[1, 3, H, W]` in [-1, 1] -> HWC uint8 with the official truncating conversion.
+/// `[1, 3, H, W]` in [-1, 1] -> HWC uint8 with the official truncating conversion. (A tensor
+/// whose data cannot be read as f32 gives no pixels, which every caller reports as a shape error
+/// naming the decoded image.)
 pub fn to_u8<B: Backend>(img: Tensor<B, 4>) -> Vec<u8> {
     let [_, c, h, w] = img.dims();
     let scaled = ((img * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0)

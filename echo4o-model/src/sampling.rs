@@ -37,15 +37,16 @@ pub enum Renorm {
 }
 
 impl std::str::FromStr for Renorm {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
         match s {
             "global" => Ok(Renorm::Global),
             "channel" => Ok(Renorm::Channel),
             "text_channel" => Ok(Renorm::TextChannel),
-            o => Err(format!(
-                "unknown renorm `{o}` (global, channel, text_channel)"
-            )),
+            o => Err(crate::Error::InvalidConfig {
+                field: "renorm".into(),
+                message: format!("unknown renorm `{o}` (global, channel, text_channel)"),
+            }),
         }
     }
 }

@@ -33,10 +33,10 @@ fn tiny_pipeline(dir: &std::path::Path) -> BagelPipeline<Flex> {
 }
 
 fn batch() -> Vec<Sample> {
-    let colours = [[220u8, 30, 30], [30, 70, 225]];
+    let colors = [[220u8, 30, 30], [30, 70, 225]];
     (0..4)
         .map(|i| {
-            let c = colours[i % 2];
+            let c = colors[i % 2];
             let img = RgbImage::from_fn(
                 32,
                 32,

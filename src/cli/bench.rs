@@ -48,7 +48,7 @@ enum Benchmark {
         /// Output folder: results.jsonl (the official script's lines), summary.json, report.md.
         #[arg(long)]
         out: PathBuf,
-        /// The perception behind the rules. `shapes`: the shapes world's detector and colour
+        /// The perception behind the rules. `shapes`: the shapes world's detector and color
         /// classifier (GenEval's own Mask2Former + CLIP are Python models echo4o does not ship).
         #[arg(long, value_enum, default_value_t = DetectorKind::Shapes)]
         detector: DetectorKind,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use echo4o::core::Sample;
 use echo4o::data::contact_sheet::contact_sheet;
-use echo4o::data::{Kind, detect, echo4o_image, folder, open_source, parquet};
+use echo4o::data::{Kind, convert, detect, echo4o_image, folder, open_source};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `echo4o data`.
@@ -260,26 +260,27 @@ fn convert(
         Kind::ParquetT2i | Kind::Echo4oImage => false,
     };
     let bar = progress(quiet, source.len_hint(), "converting");
-    let mut skipped = Vec::new();
-    let samples = source
-        .samples()
-        .inspect(|_| bar.inc(1))
-        .filter(|s| match s {
-            Err(e) if skip_bad => {
-                skipped.push(e.to_string());
-                false
-            }
-            _ => true,
-        });
-    let written = match to {
-        Target::Echo4o => echo4o_image::write_echo4o(out, subset, samples, shard_size),
-        Target::Folder => folder::write_folder(out, samples),
-        Target::Parquet if multi_ref => parquet::write_multi_ref(out, samples, shard_size),
-        Target::Parquet => parquet::write_t2i(out, samples, shard_size),
+    let target_layout = match to {
+        Target::Echo4o => convert::Target::Echo4o {
+            subset: subset.to_string(),
+        },
+        Target::Folder => convert::Target::Folder,
+        Target::Parquet => convert::Target::Parquet { multi_ref },
     };
+    let result = convert::convert(
+        source.as_ref(),
+        &target_layout,
+        out,
+        shard_size,
+        skip_bad,
+        &mut |n| bar.set_position(n as u64),
+    );
     bar.finish_and_clear();
-    let n = match written {
-        Ok(n) => n,
+    let convert::Converted {
+        written: n,
+        skipped,
+    } = match result {
+        Ok(c) => c,
         Err(e) => {
             let left = match to {
                 Target::Parquet => "nothing was written".to_string(),

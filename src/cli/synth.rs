@@ -31,9 +31,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Recipe {
-    /// "A photo of ..." prompts with counts, colours, sizes, regions, relations (GenEval metadata).
+    /// "A photo of ..." prompts with counts, colors, sizes, regions, relations (GenEval metadata).
     Instruction,
-    /// Attribute construction, then colour/size/material/combination/environment/era deflection.
+    /// Attribute construction, then color/size/material/combination/environment/era deflection.
     Surreal,
     /// Compositions of 2-4 labelled reference images (needs --pool).
     Multiref,
@@ -86,7 +86,7 @@ pub struct SynthArgs {
 
     /// Instruction: objects, one per line [default: the 80 COCO classes]. Surreal: one object
     /// per line, either a name (attributes constructed by the judge) or a JSON object
-    /// {"object","colour","size","material","structure"} [default: the built-in table].
+    /// {"object","color","size","material","structure"} [default: the built-in table].
     #[arg(long)]
     objects: Option<PathBuf>,
     /// Instruction: largest count stated (2-8).

@@ -1,49 +1,16 @@
 //! The official GenEval rule engine (`evaluation/evaluate_images.py`), over pluggable perception.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
-use image::{GrayImage, RgbImage};
+use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::Metadata;
 use super::geometry::{BBox, iou, relative_position};
-use super::{Metadata, TASKS, read_layout};
-use crate::report::{Category, GalleryRow, Summary, write_reports};
+use super::perception::{COLORS, ColorClassifier, Detection, Detector};
+use crate::Result;
 use crate::text::py_json_dumps;
-use crate::{Error, Result};
-
-/// The ten GenEval colours, in the official order.
-pub const COLORS: [&str; 10] = [
-    "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white",
-];
-
-/// One detected object.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detection {
-    /// Its class (a COCO name).
-    pub class: String,
-    /// Confidence in [0, 1].
-    pub score: f64,
-    /// Its box in pixels.
-    pub bbox: BBox,
-    /// Its instance mask, the image's size, non-zero inside; `None` when the detector has none.
-    pub mask: Option<GrayImage>,
-}
-
-/// Finds objects in an image: Mask2Former in the official script; the shapes-world detector, or
-/// any model behind this trait, here.
-pub trait Detector: Send + Sync {
-    /// All detections in `image`, of any class, any confidence (the engine thresholds them).
-    fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>>;
-}
-
-/// Names the colour of object crops: zero-shot CLIP over [`COLORS`] in the official script.
-pub trait ColorClassifier: Send + Sync {
-    /// One colour of [`COLORS`] per crop. Crops are the object composited over the background
-    /// colour through its mask, then cut to its box, as the official `ImageCrops` makes them.
-    fn classify(&self, crops: &[RgbImage], class: &str) -> Result<Vec<String>>;
-}
 
 /// The official constants (`--options k=v` in the script).
 #[derive(Debug, Clone, PartialEq)]
@@ -58,9 +25,9 @@ pub struct EngineConfig {
     pub max_overlap: f64,
     /// Position rule threshold. By default 0.1.
     pub position_threshold: f64,
-    /// Background of colour crops; `None` keeps the original pixels. By default `#999`.
+    /// Background of color crops; `None` keeps the original pixels. By default `#999`.
     pub bgcolor: Option<[u8; 3]>,
-    /// Cut colour crops to the box. By default true.
+    /// Cut color crops to the box. By default true.
     pub crop: bool,
 }
 
@@ -192,7 +159,7 @@ pub(crate) fn in_region(region: &str, bbox: &BBox, size: (u32, u32)) -> bool {
     }
 }
 
-/// The official `evaluate`: include clauses (AND) with colour and position checks, then exclude
+/// The official `evaluate`: include clauses (AND) with color and position checks, then exclude
 /// clauses (OR). Returns (correct, reason).
 fn evaluate(
     image: &RgbImage,
@@ -315,7 +282,7 @@ fn evaluate(
     Ok((correct, reason.join("\n")))
 }
 
-/// One kept detection and its colour, as the rule engine perceives it.
+/// One kept detection and its color, as the rule engine perceives it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
     /// The class.
@@ -324,12 +291,12 @@ pub struct Observed {
     pub bbox: BBox,
     /// The detector's confidence.
     pub score: f64,
-    /// The colour the classifier names for its crop.
+    /// The color the classifier names for its crop.
     pub color: String,
 }
 
 /// What the engine sees in `image` when scoring a prompt of task `tag`: every class's kept
-/// detections (same threshold, cap and NMS as [`evaluate_image`]) with their colours, classes in
+/// detections (same threshold, cap and NMS as [`evaluate_image`]) with their colors, classes in
 /// name order, objects by confidence. Rule-based prompt rewriting starts from this.
 pub fn observe(
     image: &RgbImage,
@@ -456,181 +423,11 @@ impl<D: Detector + 'static, C: ColorClassifier + 'static> echo4o_core::Scorer
     }
 }
 
-/// GenEval's aggregate scores (`summary_scores.py`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GenEvalScores {
-    /// Per task in canonical order: (task, images, mean correct).
-    pub tasks: Vec<(String, usize, f64)>,
-    /// Mean of the task scores.
-    pub overall: f64,
-    /// Share of correct images.
-    pub correct_images: f64,
-    /// Share of prompts with at least one correct image.
-    pub correct_prompts: f64,
-}
-
-impl GenEvalScores {
-    /// A plain-text table: one line per task (images, score in percent), then the overall.
-    pub fn table(&self) -> String {
-        let mut t = String::new();
-        for (task, n, score) in &self.tasks {
-            t.push_str(&format!(
-                "{task:<26} {n:>5} images  {:>6.2}%\n",
-                score * 100.0
-            ));
-        }
-        let n: usize = self.tasks.iter().map(|x| x.1).sum();
-        t.push_str(&format!(
-            "{:<26} {n:>5} images  {:>6.2}%\n",
-            "overall (mean of tasks)",
-            self.overall * 100.0
-        ));
-        t
-    }
-}
-
-/// Task score = mean over the task's images; overall = unweighted mean of the tasks present, in
-/// canonical order (not the file-system order the official script happens to print).
-pub fn summarize(results: &[ImageResult]) -> GenEvalScores {
-    let mut tasks = Vec::new();
-    let mut order: Vec<String> = TASKS.iter().map(|t| t.to_string()).collect();
-    for r in results {
-        if !order.contains(&r.tag) {
-            order.push(r.tag.clone());
-        }
-    }
-    for tag in order {
-        let of_tag: Vec<&ImageResult> = results.iter().filter(|r| r.tag == tag).collect();
-        if of_tag.is_empty() {
-            continue;
-        }
-        let mean = of_tag.iter().filter(|r| r.correct).count() as f64 / of_tag.len() as f64;
-        tasks.push((tag, of_tag.len(), mean));
-    }
-    let overall = if tasks.is_empty() {
-        0.0
-    } else {
-        tasks.iter().map(|t| t.2).sum::<f64>() / tasks.len() as f64
-    };
-    let share = |n: usize, d: usize| if d == 0 { 0.0 } else { n as f64 / d as f64 };
-    let mut prompts: Vec<(&str, bool)> = Vec::new();
-    for r in results {
-        match prompts.iter_mut().find(|(m, _)| *m == r.metadata) {
-            Some(p) => p.1 |= r.correct,
-            None => prompts.push((&r.metadata, r.correct)),
-        }
-    }
-    GenEvalScores {
-        tasks,
-        overall,
-        correct_images: share(results.iter().filter(|r| r.correct).count(), results.len()),
-        correct_prompts: share(prompts.iter().filter(|p| p.1).count(), prompts.len()),
-    }
-}
-
-/// Scores every sample of an official-layout folder and writes `results.jsonl` (official
-/// fields), `summary.json` and `report.md` into `out`.
-pub fn evaluate_folder(
-    images: &Path,
-    out: &Path,
-    detector: &dyn Detector,
-    classifier: &dyn ColorClassifier,
-    config: &EngineConfig,
-) -> Result<(Vec<ImageResult>, GenEvalScores)> {
-    let entries = read_layout(images)?;
-    if entries.is_empty() {
-        return Err(Error::invalid(
-            "GenEval image folder",
-            format!("{} has no <NNNNN>/metadata.jsonl folders", images.display()),
-        ));
-    }
-    let mut results = Vec::new();
-    let mut lines = String::new();
-    let mut unreadable = Vec::new();
-    for entry in &entries {
-        for sample in &entry.samples {
-            let r = match echo4o_core::load_image(sample) {
-                Ok(image) => evaluate_image(
-                    &image,
-                    &sample.display().to_string(),
-                    &entry.metadata,
-                    detector,
-                    classifier,
-                    config,
-                )?,
-                // One corrupt file is the generator's failure on that image, not the end of
-                // the run: it counts as wrong, and the summary lists it.
-                Err(e) => {
-                    unreadable.push((sample.display().to_string(), e.to_string()));
-                    ImageResult {
-                        filename: sample.display().to_string(),
-                        tag: entry.metadata.tag.clone(),
-                        prompt: entry.metadata.prompt.clone(),
-                        correct: false,
-                        reason: format!("unreadable image: {e}"),
-                        metadata: entry.metadata.to_python_json(),
-                        details: "{}".into(),
-                    }
-                }
-            };
-            lines.push_str(
-                &serde_json::to_string(&r).map_err(|e| Error::invalid("result", e.to_string()))?,
-            );
-            lines.push('\n');
-            results.push(r);
-        }
-    }
-    echo4o_core::fs::write_atomic(&out.join("results.jsonl"), lines.as_bytes())?;
-    let scores = summarize(&results);
-    let mut summary = Summary::new("geneval");
-    summary.images = images.display().to_string();
-    summary.items = entries.len();
-    summary.scored = results.len();
-    summary.overall = scores.overall;
-    summary.overall_label = "mean of the task scores".into();
-    summary.categories = scores
-        .tasks
-        .iter()
-        .map(|(t, n, s)| Category {
-            name: t.clone(),
-            count: *n,
-            passed: Some(results.iter().filter(|r| &r.tag == t && r.correct).count()),
-            score: *s,
-        })
-        .collect();
-    summary.missing_images = entries
-        .iter()
-        .filter(|e| e.samples.is_empty())
-        .map(|e| e.folder.display().to_string())
-        .collect();
-    summary.failures = unreadable;
-    summary
-        .extra
-        .insert("correct_images".into(), json!(scores.correct_images));
-    summary
-        .extra
-        .insert("correct_prompts".into(), json!(scores.correct_prompts));
-    let rows: Vec<GalleryRow> = results
-        .iter()
-        .map(|r| GalleryRow {
-            id: r.filename.clone(),
-            category: r.tag.clone(),
-            prompt: r.prompt.clone(),
-            expectation: r.metadata.clone(),
-            verdict: if r.correct { "correct" } else { "wrong" }.into(),
-            passed: Some(r.correct),
-            reason: r.reason.clone(),
-            image: Some(PathBuf::from(&r.filename)),
-        })
-        .collect();
-    write_reports(&summary, &rows, out)?;
-    Ok((results, scores))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geneval::{Metadata, official_metadata};
+    use crate::geneval::{Metadata, official_metadata, summarize};
+    use image::GrayImage;
 
     /// Reports fixed detections whatever the image.
     struct Fixed(Vec<Detection>);
@@ -640,7 +437,7 @@ mod tests {
         }
     }
 
-    /// Names the colour of a crop by its mean pixel: pure red/blue/green/... by the brightest
+    /// Names the color of a crop by its mean pixel: pure red/blue/green/... by the brightest
     /// channel; the #999 background alone reads as "white".
     struct MeanColor;
     impl ColorClassifier for MeanColor {
@@ -760,7 +557,7 @@ mod tests {
     }
 
     #[test]
-    fn colour_uses_mask_composited_crops_on_grey() {
+    fn color_uses_mask_composited_crops_on_grey() {
         // A red square at (10..30, 10..30) in a blue image; the box covers more than the square.
         let mut img = RgbImage::from_pixel(64, 64, image::Rgb([0, 0, 255]));
         let mut mask = GrayImage::new(64, 64);

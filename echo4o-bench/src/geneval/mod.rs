@@ -1,25 +1,28 @@
 //! GenEval (553 prompts, 6 tasks), scored by the official rule engine over pluggable perception.
 //!
-//! The official script detects objects with Mask2Former and classifies colours with CLIP; here
+//! The official script detects objects with Mask2Former and classifies colors with CLIP; here
 //! both are traits ([`Detector`], [`ColorClassifier`]), and the rules between them (thresholds,
-//! NMS, top-`count` selection, colour crops on `#999`, the position rule, include AND / exclude
+//! NMS, top-`count` selection, color crops on `#999`, the position rule, include AND / exclude
 //! OR) are reproduced exactly, so any perception model plugs in.
 
 mod engine;
+mod folder;
 pub mod geometry;
 mod layout;
+mod perception;
+mod scores;
 pub mod shapes;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use engine::{
-    COLORS, ColorClassifier, Detection, Detector, EngineConfig, GenEvalScorer, GenEvalScores,
-    ImageResult, Observed, evaluate_folder, evaluate_image, observe, summarize,
-};
+pub use engine::{EngineConfig, GenEvalScorer, ImageResult, Observed, evaluate_image, observe};
+pub use folder::evaluate_folder;
 pub use geometry::{BBox, Relation};
 pub use layout::{GenEvalLayout, LayoutEntry, read_layout, write_sample_folder};
+pub use perception::{COLORS, ColorClassifier, Detection, Detector};
+pub use scores::{GenEvalScores, summarize};
 
 use crate::{Error, Result};
 
@@ -55,14 +58,7 @@ pub fn shapes_metadata(pp: bool) -> Vec<Metadata> {
 
 /// The six tasks in canonical order (the order of the official results header
 /// `SO TO CT CL POS ATTR`).
-pub const TASKS: [&str; 6] = [
-    "single_object",
-    "two_object",
-    "counting",
-    "colors",
-    "position",
-    "color_attr",
-];
+pub const TASKS: [&str; 6] = echo4o_core::vocab::GENEVAL_TASKS;
 
 /// One `include` clause.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +67,7 @@ pub struct Requirement {
     pub class: String,
     /// At least this many.
     pub count: u32,
-    /// Each of the `count` objects must be this colour.
+    /// Each of the `count` objects must be this color.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
     /// `[relation, index of the target include clause]`.

@@ -1,16 +1,16 @@
-//! Perception for the shapes world (`echo4o_data::shapes`): a [`Detector`] by colour
+//! Perception for the shapes world (`echo4o_data::shapes`): a [`Detector`] by color
 //! segmentation, connected components and shape fitting, and a [`ColorClassifier`] by nearest
-//! palette colour. With them the GenEval rule engine scores shapes images exactly as it scores
+//! palette color. With them the GenEval rule engine scores shapes images exactly as it scores
 //! photos with Mask2Former and CLIP.
 //!
 //! ```
 //! use echo4o_bench::geneval::shapes::ShapesDetector;
 //! use echo4o_bench::geneval::Detector;
-//! use echo4o_data::shapes::{Background, Colour, Object, Scene, Shape, Size};
+//! use echo4o_data::shapes::{Background, Color, Object, Scene, Shape, Size};
 //!
 //! let scene = Scene { width: 64, height: 64, background: Background::Cluttered, seed: 1, objects: vec![
-//!     Object { shape: Shape::Triangle, colour: Colour::Blue, size: Size::Large, x: 20.0, y: 30.0 },
-//!     Object { shape: Shape::Star, colour: Colour::White, size: Size::Small, x: 48.0, y: 40.0 },
+//!     Object { shape: Shape::Triangle, color: Color::Blue, size: Size::Large, x: 20.0, y: 30.0 },
+//!     Object { shape: Shape::Star, color: Color::White, size: Size::Small, x: 48.0, y: 40.0 },
 //! ]};
 //! let found = ShapesDetector::default().detect(&scene.render()).unwrap();
 //! let mut classes: Vec<&str> = found.iter().map(|d| d.class.as_str()).collect();
@@ -20,17 +20,17 @@
 
 use std::sync::OnceLock;
 
-use echo4o_data::shapes::{Colour, Shape, distance};
+use echo4o_data::shapes::{Color, Shape, distance};
 use image::{GrayImage, Luma, RgbImage};
 
-use super::engine::{
+use super::geometry::BBox;
+use super::{
     ColorClassifier, Detection, Detector, EngineConfig, GenEvalScores, ImageResult, evaluate_folder,
 };
-use super::geometry::BBox;
 use crate::Result;
 
-/// Finds shapes: each pixel nearer a palette colour than the grey axis (and within
-/// `max_colour_distance` of it) is labelled with that colour; 4-connected components of one label
+/// Finds shapes: each pixel nearer a palette color than the grey axis (and within
+/// `max_color_distance` of it) is labelled with that color; 4-connected components of one label
 /// of at least `min_area` pixels are objects; each is classified as the shape whose rendering,
 /// fitted to the component's box, overlaps it best (IoU). The score is that IoU over 0.7, capped
 /// at 1: crisp renders of small shapes fit at 0.8 to 1 (pixel-centre sampling loses thin tips),
@@ -39,15 +39,15 @@ use crate::Result;
 pub struct ShapesDetector {
     /// Smallest component kept, in pixels.
     pub min_area: usize,
-    /// Largest distance from a palette colour that still counts as that colour.
-    pub max_colour_distance: f32,
+    /// Largest distance from a palette color that still counts as that color.
+    pub max_color_distance: f32,
 }
 
 impl Default for ShapesDetector {
     fn default() -> Self {
         ShapesDetector {
             min_area: 8,
-            max_colour_distance: 100.0,
+            max_color_distance: 100.0,
         }
     }
 }
@@ -60,8 +60,8 @@ fn grey_distance(p: [u8; 3]) -> f32 {
 }
 
 /// A pixel's palette label, or `None` for background.
-fn label(p: [u8; 3], max: f32) -> Option<Colour> {
-    let (c, d) = Colour::nearest(p);
+fn label(p: [u8; 3], max: f32) -> Option<Color> {
+    let (c, d) = Color::nearest(p);
     (d < max && d < grey_distance(p)).then_some(c)
 }
 
@@ -72,11 +72,11 @@ struct Component {
 
 fn components(image: &RgbImage, max: f32) -> Vec<Component> {
     let (w, h) = image.dimensions();
-    let labels: Vec<Option<Colour>> = image.pixels().map(|p| label(p.0, max)).collect();
+    let labels: Vec<Option<Color>> = image.pixels().map(|p| label(p.0, max)).collect();
     let mut seen = vec![false; labels.len()];
     let mut out = Vec::new();
     for start in 0..labels.len() {
-        let Some(colour) = labels[start] else {
+        let Some(color) = labels[start] else {
             continue;
         };
         if seen[start] {
@@ -90,7 +90,7 @@ fn components(image: &RgbImage, max: f32) -> Vec<Component> {
             pixels.push((x, y));
             let mut push = |nx: u32, ny: u32| {
                 let j = (ny * w + nx) as usize;
-                if !seen[j] && labels[j] == Some(colour) {
+                if !seen[j] && labels[j] == Some(color) {
                     seen[j] = true;
                     stack.push(j);
                 }
@@ -195,7 +195,7 @@ impl Detector for ShapesDetector {
     fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
         let (w, h) = image.dimensions();
         let mut out = Vec::new();
-        for c in components(image, self.max_colour_distance) {
+        for c in components(image, self.max_color_distance) {
             if c.pixels.len() < self.min_area {
                 continue;
             }
@@ -215,7 +215,7 @@ impl Detector for ShapesDetector {
     }
 }
 
-/// Names a crop's colour: the palette colour nearest the mean of the pixels that differ from the
+/// Names a crop's color: the palette color nearest the mean of the pixels that differ from the
 /// crop background (`#999` grey, the engine's default) by more than 20.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ShapesColorClassifier;
@@ -238,7 +238,7 @@ impl ColorClassifier for ShapesColorClassifier {
                 let n = pixels.len().max(1) as f32;
                 let mean = [0, 1, 2]
                     .map(|k| (pixels.iter().map(|p| p[k] as f32).sum::<f32>() / n).round() as u8);
-                Colour::nearest(mean).0.name().to_string()
+                Color::nearest(mean).0.name().to_string()
             })
             .collect())
     }
@@ -266,10 +266,10 @@ mod tests {
     use echo4o_data::shapes::{Background, Object, Scene, Size};
 
     #[test]
-    fn every_shape_colour_and_size_is_recognised_on_both_backgrounds() {
+    fn every_shape_color_and_size_is_recognised_on_both_backgrounds() {
         let mut wrong = Vec::new();
         for (i, shape) in Shape::ALL.into_iter().enumerate() {
-            for (j, colour) in Colour::ALL.into_iter().enumerate() {
+            for (j, color) in Color::ALL.into_iter().enumerate() {
                 for size in [Size::Small, Size::Large] {
                     for background in [Background::Clean, Background::Cluttered] {
                         let scene = Scene {
@@ -279,7 +279,7 @@ mod tests {
                             seed: (i * 10 + j) as u64,
                             objects: vec![Object {
                                 shape,
-                                colour,
+                                color,
                                 size,
                                 x: 20.3 + i as f32 * 3.1,
                                 y: 25.7 + j as f32 * 1.3,
@@ -291,7 +291,7 @@ mod tests {
                             let got: Vec<(String, f64)> =
                                 found.iter().map(|d| (d.class.clone(), d.score)).collect();
                             wrong.push(format!(
-                                "{shape:?} {colour:?} {size:?} {background:?}: {got:?}"
+                                "{shape:?} {color:?} {size:?} {background:?}: {got:?}"
                             ));
                         }
                     }

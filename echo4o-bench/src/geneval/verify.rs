@@ -8,11 +8,11 @@
 //! use echo4o_bench::geneval::verify::rewrite_from_observations;
 //! use echo4o_bench::geneval::{EngineConfig, observe};
 //! use echo4o_data::shapes::layout::{Group, Request, place};
-//! use echo4o_data::shapes::{Background, Colour, Shape, Size};
+//! use echo4o_data::shapes::{Background, Color, Shape, Size};
 //!
 //! // Three red circles, where the prompt asked for four.
 //! let request = Request {
-//!     groups: vec![Group { shape: Shape::Circle, colour: Colour::Red, size: Size::Small, count: 3, region: None }],
+//!     groups: vec![Group { shape: Shape::Circle, color: Color::Red, size: Size::Small, count: 3, region: None }],
 //!     relation: None,
 //!     background: Background::Clean,
 //! };
@@ -59,7 +59,7 @@ fn metadata_of(input: &VerifyInput<'_>) -> echo4o_core::Result<Metadata> {
 pub struct GenEvalVerifier<D, C> {
     /// The detector.
     pub detector: D,
-    /// The colour classifier.
+    /// The color classifier.
     pub classifier: C,
     /// The rule constants.
     pub config: EngineConfig,
@@ -94,12 +94,12 @@ impl<D: Detector, C: ColorClassifier> Verifier for GenEvalVerifier<D, C> {
 }
 
 /// Rewrites a prompt from detections: every detected class with its exact count (an `exclude`
-/// clause pins it), its colour when all its objects share one, and the region the prompt asked
+/// clause pins it), its color when all its objects share one, and the region the prompt asked
 /// for when all its objects lie there. The prefix ("A photo of") is kept from the old prompt.
 pub struct DetectionRewriter<D, C> {
     /// The detector.
     pub detector: D,
-    /// The colour classifier.
+    /// The color classifier.
     pub classifier: C,
     /// The rule constants.
     pub config: EngineConfig,
@@ -145,7 +145,7 @@ pub fn rewrite_from_observations(
         if n >= NUMBERS.len() {
             return None;
         }
-        let colour = objs
+        let color = objs
             .iter()
             .all(|o| o.color == objs[0].color)
             .then(|| objs[0].color.clone());
@@ -158,7 +158,7 @@ pub fn rewrite_from_observations(
         let region =
             wanted_region.filter(|region| objs.iter().all(|o| in_region(region, &o.bbox, size)));
         let noun = if n == 1 { class.clone() } else { plural(class) };
-        let noun = match &colour {
+        let noun = match &color {
             Some(c) => format!("{c} {noun}"),
             None => noun,
         };
@@ -170,7 +170,7 @@ pub fn rewrite_from_observations(
         let mut clause = Map::new();
         clause.insert("class".into(), json!(class));
         clause.insert("count".into(), json!(n));
-        if let Some(c) = &colour {
+        if let Some(c) = &color {
             clause.insert("color".into(), json!(c));
         }
         if let Some(r) = &region {

@@ -5,8 +5,8 @@
 //! - Evaluation prompt sets: [`geneval_shapes`] (GenEval's six tasks) and [`geneval_pp_shapes`]
 //!   (GenEval++'s seven tags).
 //! - Training captions in the experiment's two styles: [`web_like`] (what alt-text gives: objects
-//!   omitted, counts vague or wrong, colours missing, cluttered backgrounds, and never a
-//!   [`is_rare`] shape-colour pair) and the three Echo-4o recipes: [`echo_instruction`] (complete
+//!   omitted, counts vague or wrong, colors missing, cluttered backgrounds, and never a
+//!   [`is_rare`] shape-color pair) and the three Echo-4o recipes: [`echo_instruction`] (complete
 //!   instructions, easy / medium / hard, clean backgrounds), [`echo_surreal`] (exactly the rare
 //!   pairs web-like data lacks) and [`echo_multiref`] (a target composing single-object
 //!   references).
@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
 use super::layout::{Group, Region, Relation, Request};
-use super::{Background, Colour, Shape, Size};
+use super::{Background, Color, Shape, Size};
 
 /// A prompt or caption, its metadata, and a request whose rendering satisfies it.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,10 +33,10 @@ pub struct Prompt {
     pub references: Vec<Request>,
 }
 
-/// The shape-colour pairs held out of the web-like data: 12 of the 60 pairs, the "surreal"
+/// The shape-color pairs held out of the web-like data: 12 of the 60 pairs, the "surreal"
 /// long tail that only Echo-style data shows.
-pub fn is_rare(shape: Shape, colour: Colour) -> bool {
-    (shape as usize * 3 + colour as usize).is_multiple_of(5)
+pub fn is_rare(shape: Shape, color: Color) -> bool {
+    (shape as usize * 3 + color as usize).is_multiple_of(5)
 }
 
 const NUMBERS: [&str; 7] = ["zero", "one", "two", "three", "four", "five", "six"];
@@ -60,15 +60,15 @@ pub fn plural(noun: &str) -> String {
 }
 
 /// "a red circle", "three red circles", "two circles".
-fn phrase(count: u32, colour: Option<Colour>, shape: Shape) -> String {
-    let noun = match colour {
+fn phrase(count: u32, color: Option<Color>, shape: Shape) -> String {
+    let noun = match color {
         Some(c) => format!("{} {}", c.name(), shape.name()),
         None => shape.name().to_string(),
     };
     if count == 1 {
         format!("{} {noun}", article(&noun))
     } else {
-        let noun = match colour {
+        let noun = match color {
             Some(c) => format!("{} {}", c.name(), plural(shape.name())),
             None => plural(shape.name()),
         };
@@ -128,14 +128,14 @@ fn distinct_shapes(rng: &mut ChaCha8Rng, n: usize) -> Vec<Shape> {
     all
 }
 
-fn any_colour(rng: &mut ChaCha8Rng) -> Colour {
-    Colour::ALL[rng.random_range(0..Colour::ALL.len())]
+fn any_color(rng: &mut ChaCha8Rng) -> Color {
+    Color::ALL[rng.random_range(0..Color::ALL.len())]
 }
 
-fn group(shape: Shape, colour: Colour, size: Size, count: u32, region: Option<Region>) -> Group {
+fn group(shape: Shape, color: Color, size: Size, count: u32, region: Option<Region>) -> Group {
     Group {
         shape,
-        colour,
+        color,
         size,
         count,
         region,
@@ -174,17 +174,10 @@ fn request(groups: Vec<Group>, relation: Option<(usize, Relation, usize)>) -> Re
 pub fn geneval_shapes(per_task: usize, seed: u64) -> Vec<Prompt> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();
-    for tag in [
-        "single_object",
-        "two_object",
-        "counting",
-        "colors",
-        "position",
-        "color_attr",
-    ] {
+    for tag in echo4o_core::vocab::GENEVAL_TASKS {
         for _ in 0..per_task {
             let s = distinct_shapes(&mut rng, 2);
-            let (c0, c1) = (any_colour(&mut rng), any_colour(&mut rng));
+            let (c0, c1) = (any_color(&mut rng), any_color(&mut rng));
             let (sz0, sz1) = (size_for(&mut rng, 1), size_for(&mut rng, 1));
             let (prompt, include, exclude, req) = match tag {
                 "single_object" => (
@@ -283,16 +276,7 @@ pub fn geneval_shapes(per_task: usize, seed: u64) -> Vec<Prompt> {
 pub fn geneval_pp_shapes(per_tag: usize, seed: u64) -> Vec<Prompt> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();
-    let tags = [
-        "color_attr",
-        "spatial_count_attr",
-        "color_spatial_attr",
-        "color_count_attr",
-        "multi_object_count_attr",
-        "size_spatial_attr",
-        "counting",
-    ];
-    for tag in tags {
+    for tag in echo4o_core::vocab::GENEVAL_PP_TAGS {
         for _ in 0..per_tag {
             let region = *Region::ALL.choose(&mut rng).unwrap_or(&Region::Left);
             let regions = [region, region.opposite()];
@@ -303,7 +287,7 @@ pub fn geneval_pp_shapes(per_tag: usize, seed: u64) -> Vec<Prompt> {
             match tag {
                 "color_attr" => {
                     for s in distinct_shapes(&mut rng, 3) {
-                        let c = any_colour(&mut rng);
+                        let c = any_color(&mut rng);
                         let mut cl = clause(s, 1);
                         cl.insert("color".into(), json!(c.name()));
                         include.push(cl);
@@ -314,19 +298,19 @@ pub fn geneval_pp_shapes(per_tag: usize, seed: u64) -> Vec<Prompt> {
                 "spatial_count_attr" | "color_spatial_attr" | "size_spatial_attr" => {
                     let sizes = [Size::Large, Size::Small];
                     for (i, s) in distinct_shapes(&mut rng, 2).into_iter().enumerate() {
-                        let c = any_colour(&mut rng);
+                        let c = any_color(&mut rng);
                         let mut cl = clause(s, 1);
-                        let (count, colour, size) = match tag {
+                        let (count, color, size) = match tag {
                             "spatial_count_attr" => (rng.random_range(1..=3u32), None, Size::Small),
                             "color_spatial_attr" => (1, Some(c), Size::Small),
                             _ => (1, None, sizes[i]),
                         };
                         cl.insert("count".into(), json!(count));
-                        if let Some(c) = colour {
+                        if let Some(c) = color {
                             cl.insert("color".into(), json!(c.name()));
                         }
                         cl.insert("region".into(), json!(regions[i].name()));
-                        let mut text = phrase(count, colour, s);
+                        let mut text = phrase(count, color, s);
                         if tag == "size_spatial_attr" {
                             let word = if i == 0 { "larger" } else { "smaller" };
                             cl.insert("size".into(), json!(word));
@@ -344,15 +328,15 @@ pub fn geneval_pp_shapes(per_tag: usize, seed: u64) -> Vec<Prompt> {
                         3
                     };
                     for s in distinct_shapes(&mut rng, n) {
-                        let c = any_colour(&mut rng);
+                        let c = any_color(&mut rng);
                         let count = rng.random_range(1..=3u32);
-                        let colour = (tag == "color_count_attr").then_some(c);
+                        let color = (tag == "color_count_attr").then_some(c);
                         let mut cl = clause(s, count);
-                        if let Some(c) = colour {
+                        if let Some(c) = color {
                             cl.insert("color".into(), json!(c.name()));
                         }
                         include.push(cl);
-                        parts.push(phrase(count, colour, s));
+                        parts.push(phrase(count, color, s));
                         groups.push(group(s, c, Size::Small, count, None));
                     }
                 }
@@ -362,7 +346,7 @@ pub fn geneval_pp_shapes(per_tag: usize, seed: u64) -> Vec<Prompt> {
                     include.push(clause(s, count));
                     exclude.push(json!({"class": s.name(), "count": count + 1}));
                     parts.push(phrase(count, None, s));
-                    groups.push(group(s, any_colour(&mut rng), Size::Small, count, None));
+                    groups.push(group(s, any_color(&mut rng), Size::Small, count, None));
                 }
             }
             let prompt = format!("A photo of {}", join(&parts));
@@ -377,9 +361,9 @@ pub fn geneval_pp_shapes(per_tag: usize, seed: u64) -> Vec<Prompt> {
     out
 }
 
-fn common_colour(rng: &mut ChaCha8Rng, shape: Shape) -> Colour {
+fn common_color(rng: &mut ChaCha8Rng, shape: Shape) -> Color {
     loop {
-        let c = any_colour(rng);
+        let c = any_color(rng);
         if !is_rare(shape, c) {
             return c;
         }
@@ -388,7 +372,7 @@ fn common_colour(rng: &mut ChaCha8Rng, shape: Shape) -> Colour {
 
 /// A web-like training sample: a cluttered scene of 1 to 3 groups (never a rare pair) and the
 /// caption alt-text would give it: each group mentioned with probability 0.7 (at least one),
-/// counts exact half the time, else vague ("some", "a few") or off by one, colours named half
+/// counts exact half the time, else vague ("some", "a few") or off by one, colors named half
 /// the time, positions never. Its metadata lists what the caption claims.
 pub fn web_like(seed: u64) -> Prompt {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7765_625f);
@@ -399,7 +383,7 @@ pub fn web_like(seed: u64) -> Prompt {
             let count = rng.random_range(1..=3u32);
             group(
                 s,
-                common_colour(&mut rng, s),
+                common_color(&mut rng, s),
                 size_for(&mut rng, count),
                 count,
                 None,
@@ -414,15 +398,15 @@ pub fn web_like(seed: u64) -> Prompt {
         if i != keep_first && !rng.random_bool(0.7) {
             continue;
         }
-        let colour = rng.random_bool(0.5).then_some(g.colour);
+        let color = rng.random_bool(0.5).then_some(g.color);
         let roll = rng.random::<f32>();
         let text = if roll < 0.5 || g.count == 1 && roll < 0.75 {
-            phrase(g.count, colour, g.shape)
+            phrase(g.count, color, g.shape)
         } else if roll < 0.75 {
             let vague = *["some", "a few", "several"]
                 .choose(&mut rng)
                 .unwrap_or(&"some");
-            let noun = colour.map_or(plural(g.shape.name()), |c| {
+            let noun = color.map_or(plural(g.shape.name()), |c| {
                 format!("{} {}", c.name(), plural(g.shape.name()))
             });
             format!("{vague} {noun}")
@@ -434,10 +418,10 @@ pub fn web_like(seed: u64) -> Prompt {
             } else {
                 g.count + 1
             };
-            phrase(wrong.min(6), colour, g.shape)
+            phrase(wrong.min(6), color, g.shape)
         };
         let mut cl = clause(g.shape, 1);
-        if let Some(c) = colour {
+        if let Some(c) = color {
             cl.insert("color".into(), json!(c.name()));
         }
         include.push(cl);
@@ -457,7 +441,7 @@ pub fn web_like(seed: u64) -> Prompt {
 }
 
 /// Instruction difficulty: how many attributes the instruction states (objects, counts above one,
-/// colours, regions, relations): easy 1 to 3, medium 3 to 5, hard 6 or more.
+/// colors, regions, relations): easy 1 to 3, medium 3 to 5, hard 6 or more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Difficulty {
     /// 1 to 3 attributes.
@@ -505,7 +489,7 @@ pub fn echo_instruction(seed: u64, difficulty: Difficulty) -> Prompt {
                 };
                 group(
                     s,
-                    common_colour(&mut rng, s),
+                    common_color(&mut rng, s),
                     size_for(&mut rng, count),
                     count,
                     None,
@@ -513,7 +497,7 @@ pub fn echo_instruction(seed: u64, difficulty: Difficulty) -> Prompt {
             })
             .collect();
         fit_sizes(&mut groups);
-        let coloured: Vec<bool> = groups.iter().map(|_| rng.random_bool(0.7)).collect();
+        let colored: Vec<bool> = groups.iter().map(|_| rng.random_bool(0.7)).collect();
         let mut relation = None;
         if n == 2 && groups.iter().all(|g| g.count == 1) && rng.random_bool(0.5) {
             relation = Some((
@@ -528,7 +512,7 @@ pub fn echo_instruction(seed: u64, difficulty: Difficulty) -> Prompt {
         }
         let attrs: usize = groups
             .iter()
-            .zip(&coloured)
+            .zip(&colored)
             .map(|(g, &c)| {
                 1 + usize::from(g.count > 1) + usize::from(c) + usize::from(g.region.is_some())
             })
@@ -539,13 +523,13 @@ pub fn echo_instruction(seed: u64, difficulty: Difficulty) -> Prompt {
         }
         let mut include = Vec::new();
         let mut parts = Vec::new();
-        for (g, &c) in groups.iter().zip(&coloured) {
-            let colour = c.then_some(g.colour);
+        for (g, &c) in groups.iter().zip(&colored) {
+            let color = c.then_some(g.color);
             let mut cl = clause(g.shape, g.count);
-            if let Some(c) = colour {
+            if let Some(c) = color {
                 cl.insert("color".into(), json!(c.name()));
             }
-            let mut text = phrase(g.count, colour, g.shape);
+            let mut text = phrase(g.count, color, g.shape);
             if let Some(r) = g.region {
                 cl.insert("region".into(), json!(r.name()));
                 text = format!("{text} {}", region_phrase(r));
@@ -570,14 +554,14 @@ pub fn echo_instruction(seed: u64, difficulty: Difficulty) -> Prompt {
     }
 }
 
-/// The clause of one object of colour `c`.
-fn one_coloured(s: Shape, c: Colour) -> Map<String, Value> {
+/// The clause of one object of color `c`.
+fn one_colored(s: Shape, c: Color) -> Map<String, Value> {
     let mut cl = clause(s, 1);
     cl.insert("color".into(), json!(c.name()));
     cl
 }
 
-/// An Echo-style surreal sample: one or two objects, at least one in a rare shape-colour pair
+/// An Echo-style surreal sample: one or two objects, at least one in a rare shape-color pair
 /// (the attribute combinations web-like data never shows), clean background, complete caption.
 pub fn echo_surreal(seed: u64) -> Prompt {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7375_7272);
@@ -587,13 +571,13 @@ pub fn echo_surreal(seed: u64) -> Prompt {
     let mut parts = Vec::new();
     let mut groups = Vec::new();
     for (i, s) in shapes.into_iter().enumerate() {
-        let rare: Vec<Colour> = Colour::ALL.into_iter().filter(|&c| is_rare(s, c)).collect();
+        let rare: Vec<Color> = Color::ALL.into_iter().filter(|&c| is_rare(s, c)).collect();
         let c = if i == 0 {
-            *rare.choose(&mut rng).unwrap_or(&Colour::Red)
+            *rare.choose(&mut rng).unwrap_or(&Color::Red)
         } else {
-            any_colour(&mut rng)
+            any_color(&mut rng)
         };
-        include.push(one_coloured(s, c));
+        include.push(one_colored(s, c));
         parts.push(phrase(1, Some(c), s));
         groups.push(group(s, c, size_for(&mut rng, 1), 1, None));
     }
@@ -617,9 +601,9 @@ pub fn echo_multiref(seed: u64) -> Prompt {
     let mut groups = Vec::new();
     let mut references = Vec::new();
     for (i, s) in shapes.into_iter().enumerate() {
-        let c = any_colour(&mut rng);
+        let c = any_color(&mut rng);
         let size = size_for(&mut rng, 1);
-        include.push(one_coloured(s, c));
+        include.push(one_colored(s, c));
         parts.push(format!(
             "the {} {} from image {}",
             c.name(),
@@ -660,7 +644,7 @@ mod tests {
             .collect()
     }
 
-    /// Every metadata clause names a shape, colour and count the prompt text states.
+    /// Every metadata clause names a shape, color and count the prompt text states.
     fn consistent(p: &Prompt) -> Result<(), TestCaseError> {
         prop_assert_eq!(p.metadata["prompt"].as_str(), Some(p.prompt.as_str()));
         for cl in includes(p) {
@@ -696,12 +680,12 @@ mod tests {
             let difficulty = [Difficulty::Easy, Difficulty::Medium, Difficulty::Hard][d];
             for p in [echo_instruction(seed, difficulty), echo_surreal(seed), echo_multiref(seed)] {
                 consistent(&p)?;
-                // Every clause's count and colour is what the request renders.
+                // Every clause's count and color is what the request renders.
                 for cl in includes(&p) {
                     let g = p.request.groups.iter().find(|g| g.shape.name() == cl["class"]).unwrap();
                     prop_assert_eq!(u64::from(g.count), cl["count"].as_u64().unwrap());
                     if let Some(c) = cl.get("color") {
-                        prop_assert_eq!(g.colour.name(), c.as_str().unwrap());
+                        prop_assert_eq!(g.color.name(), c.as_str().unwrap());
                     }
                 }
                 prop_assert!(place(&p.request, 64, 64, seed).is_ok(), "{:?}", p.request);
@@ -718,7 +702,7 @@ mod tests {
         #[test]
         fn web_like_captions_never_show_rare_pairs(seed in 0u64..100_000) {
             let p = web_like(seed);
-            prop_assert!(p.request.groups.iter().all(|g| !is_rare(g.shape, g.colour)));
+            prop_assert!(p.request.groups.iter().all(|g| !is_rare(g.shape, g.color)));
             prop_assert_eq!(p.request.background, Background::Cluttered);
             prop_assert!(place(&p.request, 64, 64, seed).is_ok());
             for cl in includes(&p) {
@@ -729,7 +713,7 @@ mod tests {
         #[test]
         fn surreal_samples_always_show_a_rare_pair(seed in 0u64..100_000) {
             let p = echo_surreal(seed);
-            prop_assert!(is_rare(p.request.groups[0].shape, p.request.groups[0].colour));
+            prop_assert!(is_rare(p.request.groups[0].shape, p.request.groups[0].color));
         }
     }
 
@@ -750,7 +734,7 @@ mod tests {
     fn is_rare_count() -> usize {
         Shape::ALL
             .iter()
-            .flat_map(|&s| Colour::ALL.map(move |c| (s, c)))
+            .flat_map(|&s| Color::ALL.map(move |c| (s, c)))
             .filter(|&(s, c)| is_rare(s, c))
             .count()
     }

@@ -4,7 +4,7 @@
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::{Background, Colour, Object, Scene, Shape, Size};
+use super::{Background, Color, Object, Scene, Shape, Size};
 
 /// An absolute half of the image (GenEval++'s `region`): the object's centre lies in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -108,8 +108,8 @@ impl Relation {
 pub struct Group {
     /// Their class.
     pub shape: Shape,
-    /// Their colour.
-    pub colour: Colour,
+    /// Their color.
+    pub color: Color,
     /// Their size.
     pub size: Size,
     /// How many (1 to 6).
@@ -208,7 +208,7 @@ pub fn place(request: &Request, width: u32, height: u32, seed: u64) -> Result<Sc
                     gi,
                     Object {
                         shape: g.shape,
-                        colour: g.colour,
+                        color: g.color,
                         size: g.size,
                         x,
                         y,
@@ -241,7 +241,7 @@ mod tests {
     fn group(shape: Shape, count: u32, region: Option<Region>) -> Group {
         Group {
             shape,
-            colour: Colour::Red,
+            color: Color::Red,
             size: Size::Small,
             count,
             region,

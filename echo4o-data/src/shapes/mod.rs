@@ -1,25 +1,25 @@
-//! The shapes world: procedural scenes of coloured shapes with exact ground truth, the miniature
+//! The shapes world: procedural scenes of colored shapes with exact ground truth, the miniature
 //! in which echo4o reproduces the Echo-4o experiment on a CPU.
 //!
 //! A [`Scene`] is a list of placed [`Object`]s (one of six [`Shape`]s, one of GenEval's ten
-//! [`Colour`]s, a [`Size`]) over a clean or cluttered [`Background`]; [`Scene::render`] draws it
+//! [`Color`]s, a [`Size`]) over a clean or cluttered [`Background`]; [`Scene::render`] draws it
 //! deterministically. [`layout`] places objects to satisfy a request (counts, absolute regions,
 //! relative positions) and [`captions`] writes the two caption styles of the experiment with
 //! GenEval-form metadata, so the GenEval rule engine (echo4o-bench) can score any image made from
 //! them.
 //!
 //! ```
-//! use echo4o_data::shapes::{Background, Colour, Object, Scene, Shape, Size};
+//! use echo4o_data::shapes::{Background, Color, Object, Scene, Shape, Size};
 //!
 //! let scene = Scene {
 //!     width: 64,
 //!     height: 64,
 //!     background: Background::Clean,
 //!     seed: 0,
-//!     objects: vec![Object { shape: Shape::Star, colour: Colour::Red, size: Size::Large, x: 32.0, y: 32.0 }],
+//!     objects: vec![Object { shape: Shape::Star, color: Color::Red, size: Size::Large, x: 32.0, y: 32.0 }],
 //! };
 //! let image = scene.render();
-//! assert_eq!(image.get_pixel(32, 32).0, Colour::Red.rgb());
+//! assert_eq!(image.get_pixel(32, 32).0, Color::Red.rgb());
 //! assert_eq!(image.get_pixel(2, 2).0, [128, 128, 128]);
 //! ```
 
@@ -129,10 +129,10 @@ fn star_contains(u: f32, v: f32) -> bool {
     side_point * side_centre >= 0.0
 }
 
-/// GenEval's ten colours.
+/// GenEval's ten colors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Colour {
+pub enum Color {
     /// red
     Red,
     /// orange
@@ -155,66 +155,66 @@ pub enum Colour {
     White,
 }
 
-impl Colour {
-    /// Every colour, in GenEval's order.
-    pub const ALL: [Colour; 10] = [
-        Colour::Red,
-        Colour::Orange,
-        Colour::Yellow,
-        Colour::Green,
-        Colour::Blue,
-        Colour::Purple,
-        Colour::Pink,
-        Colour::Brown,
-        Colour::Black,
-        Colour::White,
+impl Color {
+    /// Every color, in GenEval's order.
+    pub const ALL: [Color; 10] = [
+        Color::Red,
+        Color::Orange,
+        Color::Yellow,
+        Color::Green,
+        Color::Blue,
+        Color::Purple,
+        Color::Pink,
+        Color::Brown,
+        Color::Black,
+        Color::White,
     ];
 
-    /// The colour's name (GenEval's).
+    /// The color's name (GenEval's).
     pub fn name(self) -> &'static str {
         match self {
-            Colour::Red => "red",
-            Colour::Orange => "orange",
-            Colour::Yellow => "yellow",
-            Colour::Green => "green",
-            Colour::Blue => "blue",
-            Colour::Purple => "purple",
-            Colour::Pink => "pink",
-            Colour::Brown => "brown",
-            Colour::Black => "black",
-            Colour::White => "white",
+            Color::Red => "red",
+            Color::Orange => "orange",
+            Color::Yellow => "yellow",
+            Color::Green => "green",
+            Color::Blue => "blue",
+            Color::Purple => "purple",
+            Color::Pink => "pink",
+            Color::Brown => "brown",
+            Color::Black => "black",
+            Color::White => "white",
         }
     }
 
-    /// The colour called `name`.
-    pub fn from_name(name: &str) -> Option<Colour> {
-        Colour::ALL.into_iter().find(|c| c.name() == name)
+    /// The color called `name`.
+    pub fn from_name(name: &str) -> Option<Color> {
+        Color::ALL.into_iter().find(|c| c.name() == name)
     }
 
     /// The rendered RGB value: saturated, far from each other and from the neutral greys of the
     /// backgrounds.
     pub fn rgb(self) -> [u8; 3] {
         match self {
-            Colour::Red => [220, 30, 30],
-            Colour::Orange => [250, 140, 0],
-            Colour::Yellow => [245, 225, 20],
-            Colour::Green => [30, 165, 50],
-            Colour::Blue => [30, 70, 225],
-            Colour::Purple => [135, 40, 175],
-            Colour::Pink => [250, 135, 200],
-            Colour::Brown => [120, 70, 25],
-            Colour::Black => [15, 15, 15],
-            Colour::White => [248, 248, 248],
+            Color::Red => [220, 30, 30],
+            Color::Orange => [250, 140, 0],
+            Color::Yellow => [245, 225, 20],
+            Color::Green => [30, 165, 50],
+            Color::Blue => [30, 70, 225],
+            Color::Purple => [135, 40, 175],
+            Color::Pink => [250, 135, 200],
+            Color::Brown => [120, 70, 25],
+            Color::Black => [15, 15, 15],
+            Color::White => [248, 248, 248],
         }
     }
 
-    /// The palette colour nearest to `rgb` and its Euclidean distance.
-    pub fn nearest(rgb: [u8; 3]) -> (Colour, f32) {
-        Colour::ALL
+    /// The palette color nearest to `rgb` and its Euclidean distance.
+    pub fn nearest(rgb: [u8; 3]) -> (Color, f32) {
+        Color::ALL
             .into_iter()
             .map(|c| (c, distance(c.rgb(), rgb)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
-            .unwrap_or((Colour::Black, f32::INFINITY))
+            .unwrap_or((Color::Black, f32::INFINITY))
     }
 }
 
@@ -266,8 +266,8 @@ pub const BACKGROUND_GREY: u8 = 128;
 pub struct Object {
     /// Its class.
     pub shape: Shape,
-    /// Its colour.
-    pub colour: Colour,
+    /// Its color.
+    pub color: Color,
     /// Its size.
     pub size: Size,
     /// Centre, pixels from the left.
@@ -293,7 +293,7 @@ pub struct Scene {
 
 impl Scene {
     /// Draws the scene: the background, then each object (pixel centres inside the shape get its
-    /// colour; no anti-aliasing, so the ground truth is exact).
+    /// color; no anti-aliasing, so the ground truth is exact).
     pub fn render(&self) -> RgbImage {
         let mut img = self.background_image();
         for o in &self.objects {
@@ -306,7 +306,7 @@ impl Scene {
                 for px in x0..=x1 {
                     let (dx, dy) = (px as f32 + 0.5 - o.x, py as f32 + 0.5 - o.y);
                     if o.shape.contains(dx, dy, r) {
-                        img.put_pixel(px, py, Rgb(o.colour.rgb()));
+                        img.put_pixel(px, py, Rgb(o.color.rgb()));
                     }
                 }
             }
@@ -322,8 +322,8 @@ impl Scene {
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ 0x5ca1_ab1e);
         let (w, h) = (self.width as f32, self.height as f32);
-        // Soft neutral blobs (grey 100..156) and thin stripes: texture without colour, so no
-        // clutter pixel is nearer a palette colour than the grey axis.
+        // Soft neutral blobs (grey 100..156) and thin stripes: texture without color, so no
+        // clutter pixel is nearer a palette color than the grey axis.
         for _ in 0..6 {
             let (cx, cy) = (rng.random::<f32>() * w, rng.random::<f32>() * h);
             let rad = (0.1 + 0.25 * rng.random::<f32>()) * w.min(h);
@@ -355,6 +355,14 @@ impl Scene {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shapes_colors_are_genevals_in_its_order() {
+        assert_eq!(
+            Color::ALL.map(|c| c.name()),
+            echo4o_core::vocab::GENEVAL_COLORS
+        );
+    }
 
     #[test]
     fn every_shape_fits_its_disc_and_covers_its_centre() {
@@ -409,14 +417,14 @@ mod tests {
     }
 
     #[test]
-    fn palette_colours_are_far_apart() {
-        for a in Colour::ALL {
-            for b in Colour::ALL {
+    fn palette_colors_are_far_apart() {
+        for a in Color::ALL {
+            for b in Color::ALL {
                 if a != b {
                     assert!(distance(a.rgb(), b.rgb()) > 60.0, "{a:?} {b:?}");
                 }
             }
-            assert_eq!(Colour::nearest(a.rgb()).0, a);
+            assert_eq!(Color::nearest(a.rgb()).0, a);
         }
     }
 }

@@ -33,7 +33,7 @@ pub enum Recipe {
     InstructionMedium,
     /// 6 or more.
     InstructionHard,
-    /// Echo-style rare shape-colour pairs ([`echo_surreal`]).
+    /// Echo-style rare shape-color pairs ([`echo_surreal`]).
     Surreal,
     /// Echo-style multi-reference composition ([`echo_multiref`]).
     Multiref,

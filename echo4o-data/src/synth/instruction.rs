@@ -1,9 +1,9 @@
 //! The instruction-following recipe: "A photo of ..." prompts built from sampled objects,
-//! counts, colours, sizes, regions and relations, with GenEval-form metadata stating every one
+//! counts, colors, sizes, regions and relations, with GenEval-form metadata stating every one
 //! of them, so the GenEval rule engine (or a checklist judge) can verify the image.
 //!
 //! Difficulty is the number of attributes the prompt states, as Echo-4o-Image labels it: each
-//! object 1, plus 1 for a count above one, a colour, a size and a region each, plus 1 for a
+//! object 1, plus 1 for a count above one, a color, a size and a region each, plus 1 for a
 //! relation; easy 1 to 3, medium 3 to 5, hard 6 or more.
 
 use rand::seq::IndexedRandom;
@@ -98,10 +98,8 @@ pub const COCO_CLASSES: [&str; 80] = [
     "toothbrush",
 ];
 
-/// The ten GenEval colours.
-pub const COLOURS: [&str; 10] = [
-    "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white",
-];
+/// The ten GenEval colors.
+pub const COLORS: [&str; 10] = echo4o_core::vocab::GENEVAL_COLORS;
 
 const NUMBERS: [&str; 9] = [
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
@@ -123,8 +121,8 @@ const RELATIONS: [&str; 4] = ["left of", "right of", "above", "below"];
 pub struct InstructionRecipe {
     /// Object names (singular). By default [`COCO_CLASSES`].
     pub objects: Vec<String>,
-    /// Colour names. By default [`COLOURS`].
-    pub colours: Vec<String>,
+    /// Color names. By default [`COLORS`].
+    pub colors: Vec<String>,
     /// Largest count stated (2 to 8). By default 4.
     pub max_count: u32,
     /// Share of easy, medium and hard prompts. By default equal.
@@ -139,7 +137,7 @@ impl Default for InstructionRecipe {
     fn default() -> Self {
         InstructionRecipe {
             objects: COCO_CLASSES.iter().map(|s| s.to_string()).collect(),
-            colours: COLOURS.iter().map(|s| s.to_string()).collect(),
+            colors: COLORS.iter().map(|s| s.to_string()).collect(),
             max_count: 4,
             mix: [1.0, 1.0, 1.0],
             prefix: "A photo of".into(),
@@ -152,7 +150,7 @@ impl Default for InstructionRecipe {
 struct Group {
     object: String,
     count: u32,
-    colour: Option<String>,
+    color: Option<String>,
     size: Option<&'static str>,
     region: Option<usize>,
 }
@@ -163,7 +161,7 @@ fn phrase(g: &Group) -> String {
     if let Some(s) = g.size {
         words.push(if s == "larger" { "large" } else { "small" }.into());
     }
-    if let Some(c) = &g.colour {
+    if let Some(c) = &g.color {
         words.push(c.clone());
     }
     words.push(if g.count == 1 {
@@ -184,15 +182,15 @@ fn phrase(g: &Group) -> String {
 }
 
 impl InstructionRecipe {
-    /// Checks the settings: at least two objects (hard prompts need two), one colour, a
+    /// Checks the settings: at least two objects (hard prompts need two), one color, a
     /// positive mix.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: &str| Err(echo4o_core::Error::invalid("instruction recipe", m).into());
         if self.objects.len() < 2 {
             return bad("needs at least two objects");
         }
-        if self.colours.is_empty() {
-            return bad("needs at least one colour");
+        if self.colors.is_empty() {
+            return bad("needs at least one color");
         }
         if self.mix.iter().any(|w| !w.is_finite() || *w < 0.0)
             || self.mix.iter().sum::<f64>() <= 0.0
@@ -258,8 +256,8 @@ impl InstructionRecipe {
                     } else {
                         rng.random_range(2..=max_count)
                     },
-                    colour: if rng.random_bool(p_attr) {
-                        self.colours.choose(rng).cloned()
+                    color: if rng.random_bool(p_attr) {
+                        self.colors.choose(rng).cloned()
                     } else {
                         None
                     },
@@ -289,7 +287,7 @@ impl InstructionRecipe {
                 .iter()
                 .map(|g| {
                     1 + usize::from(g.count > 1)
-                        + usize::from(g.colour.is_some())
+                        + usize::from(g.color.is_some())
                         + usize::from(g.size.is_some())
                         + usize::from(g.region.is_some())
                 })
@@ -316,7 +314,7 @@ impl InstructionRecipe {
                 let mut c = Map::new();
                 c.insert("class".into(), json!(g.object));
                 c.insert("count".into(), json!(g.count));
-                if let Some(col) = &g.colour {
+                if let Some(col) = &g.color {
                     c.insert("color".into(), json!(col));
                 }
                 if let Some(r) = g.region {
@@ -363,7 +361,7 @@ impl InstructionRecipe {
             template: "instruction/a-photo-of@1".into(),
             attributes: json!({"attributes": attrs, "relation": relation,
                 "objects": groups.iter().map(|g| json!({"object": g.object, "count": g.count,
-                    "colour": g.colour, "size": g.size, "region": g.region.map(|r| REGIONS[r].0)})).collect::<Vec<_>>()}),
+                    "color": g.color, "size": g.size, "region": g.region.map(|r| REGIONS[r].0)})).collect::<Vec<_>>()}),
             prompt,
             metadata: Some(metadata),
             checklist: format!("The image shows {checklist}, on a clean background."),
@@ -394,7 +392,7 @@ mod tests {
 
     proptest! {
         /// Every prompt's metadata is consistent with its text: each include clause's phrase is
-        /// in the text with its count word, colour, size and region; the attribute count lies in
+        /// in the text with its count word, color, size and region; the attribute count lies in
         /// the difficulty's range; the metadata's prompt is the text.
         #[test]
         fn metadata_matches_text(seed in 0u64..10_000, i in 0usize..50, max_count in 2u32..=8) {
@@ -411,13 +409,13 @@ mod tests {
                 let g = Group {
                     object: object.to_string(),
                     count,
-                    colour: c.get("color").and_then(Value::as_str).map(str::to_string),
+                    color: c.get("color").and_then(Value::as_str).map(str::to_string),
                     size: c.get("size").map(|s| if s == "larger" { "larger" } else { "smaller" }),
                     region: c.get("region").and_then(|r| REGIONS.iter().position(|(n, _)| r == n)),
                 };
                 prop_assert!(p.prompt.contains(&phrase(&g)), "{} lacks {}", p.prompt, phrase(&g));
-                if let Some(c) = &g.colour { prop_assert!(COLOURS.contains(&c.as_str())); }
-                attrs += 1 + usize::from(count > 1) + usize::from(g.colour.is_some())
+                if let Some(c) = &g.color { prop_assert!(COLORS.contains(&c.as_str())); }
+                attrs += 1 + usize::from(count > 1) + usize::from(g.color.is_some())
                     + usize::from(g.size.is_some()) + usize::from(g.region.is_some());
             }
             if let Some(pos) = include.get(1).and_then(|c| c.get("position")) {

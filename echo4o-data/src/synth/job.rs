@@ -16,85 +16,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use echo4o_core::Usage;
 use echo4o_core::jsonl::AppendLog;
-use echo4o_core::openai::images::{FailureKind, ImageUsage, ReferenceImage};
+use echo4o_core::openai::images::{FailureKind, ReferenceImage};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
+
+use super::budget::Budget;
+pub use super::budget::Prices;
+pub use super::provenance::{Outcome, Provenance, Round, read_provenance};
+use super::provenance::{Sidecar, read_sidecar};
 
 use super::backend::{BackendFailure, Generated, SynthBackend};
 use super::ledger::{Ledger, State, blocking, lock, now, request_key};
 use super::multiref::sha256_hex;
-use super::verify::{Rewriter, Verification, Verifier, VerifyInput};
+use super::verify::{Rewriter, Verifier, VerifyInput};
 use super::{RecipeKind, Reference, SynthPrompt};
 use crate::{Error, Result};
-
-/// Prices in US dollars, per million tokens unless said otherwise; cost is computed from each
-/// reply's `usage`. Record `version` (where the prices came from, and when).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Prices {
-    /// Image API text input.
-    pub text_input: f64,
-    /// Image API image input (references).
-    pub image_input: f64,
-    /// Image API output (the image tokens).
-    pub image_output: f64,
-    /// Per image, added to every image reply's token cost: the whole cost for servers that
-    /// bill per image or send no `usage` (local servers), 0 for token-billed APIs.
-    pub per_image: f64,
-    /// Chat model input (judge, rewriter).
-    pub chat_input: f64,
-    /// Chat model output.
-    pub chat_output: f64,
-    /// Where these prices come from.
-    pub version: String,
-}
-
-impl Prices {
-    /// Checks that every price is a finite number, not negative (a negative price would let the
-    /// cost cap be overspent by any amount).
-    pub fn validate(&self) -> Result<()> {
-        for (field, v) in [
-            ("text_input", self.text_input),
-            ("image_input", self.image_input),
-            ("image_output", self.image_output),
-            ("per_image", self.per_image),
-            ("chat_input", self.chat_input),
-            ("chat_output", self.chat_output),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(echo4o_core::Error::invalid(
-                    format!("prices.{field}"),
-                    format!("{v} must be a finite number, not negative"),
-                )
-                .into());
-            }
-        }
-        Ok(())
-    }
-
-    /// The cost of one image reply: `per_image` plus the token cost of its `usage`, if any.
-    pub fn image_cost(&self, usage: Option<&ImageUsage>) -> f64 {
-        self.per_image
-            + usage.map_or(0.0, |u| {
-                (u.text_input_tokens as f64 * self.text_input
-                    + u.image_input_tokens as f64 * self.image_input
-                    + u.output_tokens as f64 * self.image_output)
-                    / 1e6
-            })
-    }
-
-    /// The cost of one chat reply.
-    pub fn chat_cost(&self, usage: Option<&Usage>) -> f64 {
-        usage.map_or(0.0, |u| {
-            (u.prompt_tokens as f64 * self.chat_input
-                + u.completion_tokens as f64 * self.chat_output)
-                / 1e6
-        })
-    }
-}
 
 /// How a job runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,119 +105,6 @@ pub struct Stats {
     pub stopped: Option<String>,
 }
 
-/// One verification round of a sample.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Round {
-    /// The prompt checked.
-    pub prompt: String,
-    /// Its metadata.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
-    /// Who wrote it: `recipe` or the rewriter's name.
-    pub written_by: String,
-    /// The verifier's name.
-    pub verifier: String,
-    /// Its verdict.
-    pub verification: Verification,
-}
-
-/// What became of a prompt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The image matched the recipe's prompt.
-    Aligned,
-    /// Kept with a rewritten prompt.
-    Rewritten,
-    /// Kept without verification.
-    Unverified,
-    /// Generated, but no prompt matched within the rewrites.
-    Dropped,
-    /// Refused by the safety system (after the one rewrite, if any).
-    Refused,
-    /// The request failed for good.
-    Failed,
-}
-
-impl Outcome {
-    /// Whether the sample goes into the dataset.
-    pub fn kept(self) -> bool {
-        matches!(
-            self,
-            Outcome::Aligned | Outcome::Rewritten | Outcome::Unverified
-        )
-    }
-}
-
-/// The provenance of one prompt: everything needed to know where a sample came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Provenance {
-    /// The prompt as the recipe wrote it (recipe, category, template, attributes, checklist,
-    /// references with hashes and licences, who wrote it).
-    pub prompt: SynthPrompt,
-    /// What became of it.
-    pub outcome: Outcome,
-    /// The prompt the sample is kept with (the last aligned one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub final_prompt: Option<String>,
-    /// Its metadata.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub final_metadata: Option<Map<String, Value>>,
-    /// The request key of the image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// The prompt actually sent (differs from the recipe's after a refusal rewrite).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sent_prompt: Option<String>,
-    /// The image file, relative to the job folder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// SHA-256 of the image bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_sha256: Option<String>,
-    /// The backend, model and parameters.
-    pub backend: Value,
-    /// The seed sent (`None` where the backend takes none, e.g. OpenAI: not reproducible).
-    pub seed: Option<u64>,
-    /// The backend's `revised_prompt`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revised_prompt: Option<String>,
-    /// Request id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    /// `created`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<i64>,
-    /// Raw `usage`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Value>,
-    /// Fields sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sent: Option<Map<String, Value>>,
-    /// Options the backend did not take.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub omitted: Vec<String>,
-    /// Requests sent for it (retries included).
-    pub attempts: u32,
-    /// Dollars: the image plus every judge and rewriter call.
-    pub cost: f64,
-    /// The prices' version.
-    pub prices_version: String,
-    /// Every verification round, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rounds: Vec<Round>,
-    /// The refusal, when there was one: the server's error body, and the prompt rewritten for it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<Value>,
-    /// The error of a failed request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Unix time work on the prompt began in the run that finished it.
-    pub started_at: f64,
-    /// Unix time the record was written.
-    pub finished_at: f64,
-}
-
 /// A synthesis job: a backend, an optional verifier and rewriter, a configuration.
 pub struct SynthJob {
     config: JobConfig,
@@ -292,22 +117,6 @@ pub struct SynthJob {
 /// The progress callback of a job.
 pub type Observer = Arc<dyn Fn(&Stats) + Send + Sync>;
 
-/// The response sidecar written beside each image.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Sidecar {
-    prompt: String,
-    seed: Option<u64>,
-    revised_prompt: Option<String>,
-    usage: Option<Value>,
-    request_id: Option<String>,
-    created: Option<i64>,
-    attempts: u32,
-    sent: Map<String, Value>,
-    omitted: Vec<String>,
-    cost: f64,
-    image: String,
-}
-
 struct Run<'a> {
     job: &'a SynthJob,
     ledger: Ledger,
@@ -319,14 +128,6 @@ struct Run<'a> {
     next_slot: tokio::sync::Mutex<tokio::time::Instant>,
     provenance: Arc<Mutex<AppendLog>>,
     budget: Mutex<Budget>,
-}
-
-/// Money promised to requests in flight (see `Run::reserve`).
-#[derive(Debug, Default)]
-struct Budget {
-    reserved: f64,
-    in_flight: usize,
-    largest_token_cost: f64,
 }
 
 enum Obtained {
@@ -437,7 +238,7 @@ impl SynthJob {
                 let text = serde_json::to_string_pretty(
                     &json!({"backend": backend_desc, "seed": self.config.seed}),
                 )
-                .unwrap_or_default();
+                .map_err(|e| echo4o_core::Error::invalid("job.json", e.to_string()))?;
                 echo4o_core::fs::write_atomic(&job_file, text.as_bytes())?;
             }
         }
@@ -474,10 +275,7 @@ impl SynthJob {
             stop: AtomicBool::new(false),
             next_slot: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             provenance: Arc::new(Mutex::new(provenance)),
-            budget: Mutex::new(Budget {
-                largest_token_cost,
-                ..Budget::default()
-            }),
+            budget: Mutex::new(Budget::starting_at(largest_token_cost)),
         };
         run.notify();
         let results: Vec<Result<()>> = futures::stream::iter(todo)
@@ -491,35 +289,6 @@ impl SynthJob {
         let stats = lock(&run.stats).clone();
         Ok(stats)
     }
-}
-
-/// A previous run's reply for a key: its sidecar and image bytes, if both are on disk. A sidecar
-/// that exists but cannot be read, or whose image is gone or not an image, is an error naming it:
-/// that image was paid for, and silently requesting it again would pay twice.
-fn read_sidecar(out: &Path, path: &Path) -> Result<Option<(Sidecar, Vec<u8>)>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let bad = |message: String| Error::Layout {
-        path: path.to_path_buf(),
-        message: format!(
-            "{message}; this reply was paid for: repair or delete the file to request it again"
-        ),
-    };
-    let sidecar: Sidecar =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not a reply sidecar: {e}")))?;
-    let image = out.join(&sidecar.image);
-    let bytes = std::fs::read(&image).map_err(|e| bad(format!("{}: {e}", image.display())))?;
-    echo4o_core::decode_image(&bytes, &image.display().to_string())
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(Some((sidecar, bytes)))
-}
-
-/// Reads `provenance.jsonl` (a cut-off last line is ignored; a missing file has no records).
-pub fn read_provenance(path: &Path) -> Result<Vec<Provenance>> {
-    Ok(AppendLog::read(path)?)
 }
 
 fn extension(bytes: &[u8]) -> &'static str {
@@ -552,37 +321,6 @@ impl Run<'_> {
     /// Dollars spent by the job: earlier runs' records and this run.
     fn spent(&self) -> f64 {
         self.previous_cost + lock(&self.stats).cost
-    }
-
-    /// Reserves the cost of one more image request against `max_cost`, or says no. A request is
-    /// only started when the money spent, the money reserved by requests in flight and its own
-    /// estimate stay within the cap, so concurrency can never overspend: four $100 images in
-    /// flight against a $150 cap would otherwise all be paid. The estimate is `per_image` plus
-    /// the largest token cost seen so far; while no cost has been seen and there is no
-    /// `per_image`, one request at a time is in flight.
-    fn reserve(&self, max: f64) -> Option<f64> {
-        let mut budget = lock(&self.budget);
-        let estimate = self.job.config.prices.per_image + budget.largest_token_cost;
-        let unknown = estimate <= 0.0;
-        if unknown && budget.in_flight > 0 {
-            return None;
-        }
-        if self.spent() + budget.reserved + estimate > max || (unknown && self.spent() >= max) {
-            return None;
-        }
-        budget.reserved += estimate;
-        budget.in_flight += 1;
-        Some(estimate)
-    }
-
-    /// Releases a reservation; `cost` is what the request really cost (token part included).
-    fn release(&self, reserved: f64, token_cost: Option<f64>) {
-        let mut budget = lock(&self.budget);
-        budget.reserved = (budget.reserved - reserved).max(0.0);
-        budget.in_flight = budget.in_flight.saturating_sub(1);
-        if let Some(c) = token_cost {
-            budget.largest_token_cost = budget.largest_token_cost.max(c);
-        }
     }
 
     /// An image for `text`: from disk if a previous run made it, else one request.
@@ -656,9 +394,11 @@ impl Run<'_> {
                     self.images.fetch_sub(1, Ordering::SeqCst);
                     return Ok(Obtained::Stopped);
                 }
-                match self.reserve(max) {
+                let spent = self.spent();
+                let offer = lock(&self.budget).reserve(spent, config.prices.per_image, max);
+                match offer {
                     Some(r) => break Some(r),
-                    None if lock(&self.budget).in_flight == 0 => {
+                    None if lock(&self.budget).in_flight() == 0 => {
                         self.images.fetch_sub(1, Ordering::SeqCst);
                         self.stop(format!(
                             "budget: ${max:.2} spent or the next image would exceed it"
@@ -676,7 +416,7 @@ impl Run<'_> {
                 Ok(Obtained::Image { sidecar, .. }) => Some(sidecar.cost - config.prices.per_image),
                 _ => None,
             };
-            self.release(r, token_cost);
+            lock(&self.budget).release(r, token_cost);
         }
         result
     }

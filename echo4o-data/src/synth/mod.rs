@@ -29,12 +29,14 @@
 //! ```
 
 pub mod backend;
+mod budget;
 pub mod export;
 pub mod instruction;
 pub mod job;
 pub mod ledger;
 pub mod multiref;
 mod prompt;
+mod provenance;
 pub mod surreal;
 pub mod verify;
 

@@ -232,7 +232,7 @@ impl MultirefRecipe {
                 "Using the {s} of image {j} as the setting, show {list} together, exactly as they look in their images."
             ),
             (Some((j, s)), _) => format!(
-                "Compose one photo: {list}, set in the {s} shown in image {j}; keep faces, colours and shapes as in the references."
+                "Compose one photo: {list}, set in the {s} shown in image {j}; keep faces, colors and shapes as in the references."
             ),
             (None, 0) => format!(
                 "Combine {list} in one natural photo, keeping each one's appearance unchanged."
@@ -241,7 +241,7 @@ impl MultirefRecipe {
                 "Show {list} together in a single scene, exactly as they look in their images."
             ),
             (None, _) => format!(
-                "Compose one photo with {list}; keep faces, colours and shapes as in the references."
+                "Compose one photo with {list}; keep faces, colors and shapes as in the references."
             ),
         };
         let checklist = refs

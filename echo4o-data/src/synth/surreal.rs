@@ -1,6 +1,6 @@
 //! The surreal-fantasy recipe, as Echo-4o describes it: "attribute construction" (an object's
-//! regular colour, size, material and structure), then "conceptual deflection" away from them:
-//! attribute shift (colour, size), hybridization (material, combination with another object),
+//! regular color, size, material and structure), then "conceptual deflection" away from them:
+//! attribute shift (color, size), hybridization (material, combination with another object),
 //! spatiotemporal anomaly (impossible environment or era), and multi-object scenes of several
 //! deflected objects. Each prompt carries an Imagine-Bench-style checklist note and the
 //! Imagine-Bench type (`COLOR`, `SIZE`, `MATERIAL`, `COMBINATION`, `ENVIRONMENT`, `TIME`,
@@ -24,8 +24,9 @@ use echo4o_core::{ChatMessage, Judge, Role};
 pub struct ObjectAttributes {
     /// The object ("banana").
     pub object: String,
-    /// Its usual colour.
-    pub colour: String,
+    /// Its usual color (`colour` is read too: files written before the spelling was unified).
+    #[serde(alias = "colour")]
+    pub color: String,
     /// Its usual size ("hand-sized").
     pub size: String,
     /// What it is usually made of.
@@ -207,9 +208,9 @@ pub fn builtin_attributes() -> Vec<ObjectAttributes> {
     TABLE
         .iter()
         .map(
-            |&(object, colour, size, material, structure)| ObjectAttributes {
+            |&(object, color, size, material, structure)| ObjectAttributes {
                 object: object.into(),
-                colour: colour.into(),
+                color: color.into(),
                 size: size.into(),
                 material: material.into(),
                 structure: structure.into(),
@@ -219,9 +220,7 @@ pub fn builtin_attributes() -> Vec<ObjectAttributes> {
         .collect()
 }
 
-const COLOURS: [&str; 10] = [
-    "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white",
-];
+const COLORS: [&str; 10] = echo4o_core::vocab::GENEVAL_COLORS;
 const MATERIALS: [&str; 10] = [
     "crystal",
     "glass",
@@ -290,8 +289,8 @@ fn deflect(
     match kind {
         "COLOR" => {
             let c = loop {
-                let c = *COLOURS.choose(rng).unwrap_or(&"blue");
-                if !o.colour.contains(c) {
+                let c = *COLORS.choose(rng).unwrap_or(&"blue");
+                if !o.color.contains(c) {
                     break c;
                 }
             };
@@ -299,7 +298,7 @@ fn deflect(
                 format!("{} {c} {name}", article(c)),
                 format!(
                     "the {name} is entirely {c}, not its usual {}; otherwise a normal {name}",
-                    o.colour
+                    o.color
                 ),
             )
         }
@@ -433,7 +432,7 @@ impl SurrealRecipe {
     }
 }
 
-/// Attribute construction by a chat model: asks `judge` for `object`'s regular colour, size,
+/// Attribute construction by a chat model: asks `judge` for `object`'s regular color, size,
 /// material and structure as JSON.
 pub async fn construct_attributes(
     judge: &dyn Judge,
@@ -447,15 +446,16 @@ pub async fn construct_attributes(
         ChatMessage::text(
             Role::User,
             format!(
-                "List the regular attributes of a typical {object}: its usual colour, its usual size, \
+                "List the regular attributes of a typical {object}: its usual color, its usual size, \
                  what it is usually made of, and its structure or shape. Answer as \
-                 {{\"colour\": \"...\", \"size\": \"...\", \"material\": \"...\", \"structure\": \"...\"}}."
+                 {{\"color\": \"...\", \"size\": \"...\", \"material\": \"...\", \"structure\": \"...\"}}."
             ),
         ),
     ];
     #[derive(Deserialize)]
     struct Attrs {
-        colour: String,
+        #[serde(alias = "colour")]
+        color: String,
         size: String,
         material: String,
         structure: String,
@@ -464,7 +464,7 @@ pub async fn construct_attributes(
         super::verify::ask_json(judge, messages, 200, "attribute construction reply").await?;
     Ok(ObjectAttributes {
         object: object.to_string(),
-        colour: a.colour,
+        color: a.color,
         size: a.size,
         material: a.material,
         structure: a.structure,
@@ -491,8 +491,8 @@ mod tests {
     }
 
     proptest! {
-        /// The prompt names each object in its attributes, a colour shift never repeats the
-        /// usual colour, and the checklist names the objects too.
+        /// The prompt names each object in its attributes, a color shift never repeats the
+        /// usual color, and the checklist names the objects too.
         #[test]
         fn prompts_name_their_objects(seed in 0u64..5000, i in 0usize..100) {
             let r = SurrealRecipe { seed, ..Default::default() };
@@ -505,7 +505,7 @@ mod tests {
                 }
             }
             if p.category == "COLOR" {
-                let usual = p.attributes["objects"][0]["colour"].as_str().unwrap();
+                let usual = p.attributes["objects"][0]["color"].as_str().unwrap();
                 let said = p.prompt.split_whitespace().nth(4).unwrap();
                 prop_assert!(!usual.contains(said), "{}", p.prompt);
             }

@@ -140,7 +140,7 @@ impl<J: Judge> ChecklistVerifier<J> {
 
 /// The system prompt of [`ChecklistVerifier`].
 pub const CHECKLIST_SYSTEM: &str = "You are a strict judge of text-to-image alignment. Check the \
-image against every item of the checklist: objects, counts, colours, sizes, positions, materials, \
+image against every item of the checklist: objects, counts, colors, sizes, positions, materials, \
 settings. Answer with one JSON object: {\"aligned\": true or false, \"reasons\": [\"one short \
 line per item that fails\"]}. aligned is true only if every item holds.";
 
@@ -217,7 +217,7 @@ impl<J: Judge> Rewriter for ChatRewriter<J> {
                     ContentPart::text(format!(
                         "This image was generated for the prompt below but does not match it:\n{}\n\
                          Prompt: {}\n\nWrite the prompt this image does match, in the same style and \
-                         wording, changing only what is wrong (counts, colours, positions, objects). \
+                         wording, changing only what is wrong (counts, colors, positions, objects). \
                          Answer with the prompt only.",
                         verdict.reasons.join("\n"),
                         input.prompt
@@ -246,7 +246,7 @@ impl<J: Judge> Rewriter for ChatRewriter<J> {
                 Role::User,
                 format!(
                     "An image generator's safety system refused this prompt ({reason}):\n{}\n\n\
-                     Rewrite it so it is clearly harmless while keeping every object, count, colour \
+                     Rewrite it so it is clearly harmless while keeping every object, count, color \
                      and position. Answer with the prompt only.",
                     prompt.prompt
                 ),
