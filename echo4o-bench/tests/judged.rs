@@ -623,47 +623,25 @@ async fn reusing_out_with_another_images_folder_judges_the_new_images() {
     let server = MockServer::start(geneval_script(items.clone())).await;
     let bench = GenEvalPp::with_items(items);
     let out = tempfile::tempdir().unwrap();
-    run(
-        &bench,
-        &judge(&server, "gpt-4.1"),
-        &RunOptions::new(a.path(), out.path()),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let judge = judge(&server, "gpt-4.1");
+    let judge_folder = |images: &Path| {
+        let opts = RunOptions::new(images, out.path());
+        let (bench, judge) = (&bench, &judge);
+        async move { run(bench, judge, &opts, &NoProgress).await.unwrap() }
+    };
+    judge_folder(a.path()).await;
     assert_eq!(server.count(), 4);
     // The same folder again: nothing to do.
-    run(
-        &bench,
-        &judge(&server, "gpt-4.1"),
-        &RunOptions::new(a.path(), out.path()),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    judge_folder(a.path()).await;
     assert_eq!(server.count(), 4);
     // Another folder: every image is judged, none reported with the old verdict.
-    let outcome = run(
-        &bench,
-        &judge(&server, "gpt-4.1"),
-        &RunOptions::new(b.path(), out.path()),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let outcome = judge_folder(b.path()).await;
     assert_eq!(server.count(), 8);
     assert_eq!(outcome.summary.resumed, 0);
     // One image regenerated in place: only it is judged again.
     std::thread::sleep(Duration::from_millis(20));
     write_image(&b.path().join("2.jpg"), 77);
-    run(
-        &bench,
-        &judge(&server, "gpt-4.1"),
-        &RunOptions::new(b.path(), out.path()),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    judge_folder(b.path()).await;
     assert_eq!(server.count(), 9);
 }
 

@@ -544,6 +544,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_negative_rms_norm_eps_and_a_hidden_size_of_2_pow_40_are_refused() {
+        let mut c = BagelConfig::tiny();
+        c.llm.rms_norm_eps = -1e-6;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("llm.rms_norm_eps"), "{e}");
+        let mut c = BagelConfig::tiny();
+        c.llm.hidden_size = 1 << 40;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("llm.hidden_size"), "{e}");
+    }
+
+    #[test]
     fn presets_are_valid() {
         BagelConfig::bagel_7b_mot().validate().unwrap();
         BagelConfig::tiny().validate().unwrap();

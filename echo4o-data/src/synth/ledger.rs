@@ -191,6 +191,30 @@ mod tests {
         assert_eq!(l.count(State::Done), 1);
     }
 
+    #[tokio::test]
+    async fn a_poisoned_lock_still_reads_done_not_never_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("ledger.jsonl")).unwrap();
+        l.append("k", "a", State::Done, None).await.unwrap();
+        // Another task panicked while holding the states.
+        let _ = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = l.states.lock().unwrap();
+                panic!("a worker died mid-update");
+            })
+            .join()
+        });
+        assert!(l.states.is_poisoned());
+        assert_eq!(
+            l.state("k"),
+            Some(State::Done),
+            "read as never sent, it would be paid twice"
+        );
+        assert_eq!(l.count(State::Done), 1);
+        l.append("k2", "b", State::Sent, None).await.unwrap();
+        assert_eq!(l.state("k2"), Some(State::Sent));
+    }
+
     #[test]
     fn a_bad_line_in_the_middle_is_named() {
         let dir = tempfile::tempdir().unwrap();
