@@ -30,8 +30,8 @@ use indicatif::ProgressBar;
 
 #[derive(Parser)]
 struct Args {
-    /// Run files of arm (a) and arm (b).
-    #[arg(long, num_args = 2, default_values = ["configs/shapes_web.json", "configs/shapes_echo.json"])]
+    /// Run files of arm (a) and arm (b) (or one run alone, to score one model).
+    #[arg(long, num_args = 1..=2, default_values = ["configs/shapes_web.json", "configs/shapes_echo.json"])]
     runs: Vec<PathBuf>,
     /// Output folder of the comparison.
     #[arg(long, default_value = "runs/experiment")]
@@ -150,10 +150,14 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let names = ["(a) web-like only", "(b) web-like + Echo-style"];
+    let names: &[&str] = if configs.len() == 1 {
+        &["(b) web-like + Echo-style"]
+    } else {
+        &["(a) web-like only", "(b) web-like + Echo-style"]
+    };
     let mut results = Vec::new();
     let mut grids = Vec::new();
-    for (c, name) in configs.iter().zip(names) {
+    for (c, &name) in configs.iter().zip(names) {
         let out = args.out.join(c.out.file_name().unwrap_or_default());
         let device: DeviceSpec = c.device.parse()?;
         let (g, pp, grid) = device.run(Eval {
@@ -185,7 +189,7 @@ fn main() -> anyhow::Result<()> {
     println!("{md}");
     // Side by side: row 1 model (a), row 2 model (b), one column per showcase prompt.
     let mut samples = Vec::new();
-    for (grid, name) in grids.iter().zip(names) {
+    for (grid, &name) in grids.iter().zip(names) {
         for (img, p) in grid.iter().zip(SHOWCASE) {
             samples.push(Sample::new(
                 name,

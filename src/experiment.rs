@@ -22,7 +22,7 @@ use echo4o_model::codec::Codec;
 use echo4o_model::config::{AeConfig, BagelConfig, LlmConfig};
 use echo4o_model::pipeline::{BagelPipeline, PipelineRequest, save_checkpoint};
 use echo4o_model::sampling::SamplerConfig;
-use echo4o_model::tokenizer::write_byte_level_tokenizer;
+use echo4o_model::tokenizer::{write_byte_level_tokenizer, write_word_level_tokenizer};
 use echo4o_model::train::{TrainSettings, Trainer, seeded_init};
 use echo4o_model::{BackendTask, DeviceSpec};
 use serde::{Deserialize, Serialize};
@@ -228,6 +228,84 @@ pub struct RunConfig {
     /// from a path].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_size: Option<u32>,
+    /// The tokenizer of a model started from a preset [default: `bytes`].
+    #[serde(default, skip_serializing_if = "TokenizerKind::is_bytes")]
+    pub tokenizer: TokenizerKind,
+}
+
+/// The tokenizer a preset model is given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenizerKind {
+    /// One token per UTF-8 byte ([`write_byte_level_tokenizer`]): open vocabulary, but the model
+    /// must learn to spell.
+    #[default]
+    Bytes,
+    /// One token per word of the shapes world ([`shapes_vocabulary`], `WordLevel`): a closed
+    /// vocabulary, each word one id from the start.
+    Words,
+}
+
+impl TokenizerKind {
+    fn is_bytes(&self) -> bool {
+        *self == TokenizerKind::Bytes
+    }
+}
+
+/// Every word the shapes world writes: the captions of every recipe (web-like, Echo-style
+/// instructions, surreal, multi-reference) and the GenEval-shapes and GenEval++-shapes prompt
+/// sets, split as the word-level tokenizer splits (runs of letters and digits, runs of
+/// punctuation), lower-cased, sorted.
+pub fn shapes_vocabulary() -> Vec<String> {
+    use echo4o_data::shapes::captions::{geneval_pp_shapes, geneval_shapes};
+    let recipes = [
+        Recipe::Web,
+        Recipe::InstructionEasy,
+        Recipe::InstructionMedium,
+        Recipe::InstructionHard,
+        Recipe::Surreal,
+        Recipe::Multiref,
+    ];
+    let mut texts: Vec<String> = recipes
+        .iter()
+        .flat_map(|r| (0..4000).map(move |seed| r.prompt(seed).prompt))
+        .collect();
+    texts.extend(
+        geneval_shapes(50, echo4o_bench::geneval::SHAPES_SEED)
+            .into_iter()
+            .map(|p| p.prompt),
+    );
+    texts.extend(
+        geneval_pp_shapes(40, echo4o_bench::geneval::SHAPES_SEED)
+            .into_iter()
+            .map(|p| p.prompt),
+    );
+    texts.extend(default_prompts());
+    let mut words = std::collections::BTreeSet::new();
+    for t in &texts {
+        let mut word = String::new();
+        let mut kind = None;
+        for ch in t.to_lowercase().chars() {
+            let k = if ch.is_alphanumeric() || ch == '_' {
+                Some(true)
+            } else if ch.is_whitespace() {
+                None
+            } else {
+                Some(false)
+            };
+            if k != kind && !word.is_empty() {
+                words.insert(std::mem::take(&mut word));
+            }
+            if k.is_some() {
+                word.push(ch);
+            }
+            kind = k;
+        }
+        if !word.is_empty() {
+            words.insert(word);
+        }
+    }
+    words.into_iter().collect()
 }
 
 fn default_device() -> String {
@@ -332,16 +410,33 @@ pub fn fresh_pipeline<B: Backend>(
     seed: u64,
     device: &B::Device,
 ) -> Result<BagelPipeline<B>> {
+    fresh_pipeline_with(config, TokenizerKind::Bytes, dir, seed, device)
+}
+
+/// [`fresh_pipeline`] with the tokenizer of `tokenizer`.
+pub fn fresh_pipeline_with<B: Backend>(
+    config: &BagelConfig,
+    tokenizer: TokenizerKind,
+    dir: &Path,
+    seed: u64,
+    device: &B::Device,
+) -> Result<BagelPipeline<B>> {
     save_checkpoint(
         dir,
         &seeded_init(echo4o_model::bagel::Bagel::<B>::init(config, device), seed)?,
         &Codec::<B>::init(&config.vae, device),
         config,
     )?;
-    write_byte_level_tokenizer(
-        &dir.join("tokenizer.json"),
-        config.llm.vocab_size as u32 - 4,
-    )?;
+    let base = config.llm.vocab_size as u32 - 4;
+    let path = dir.join("tokenizer.json");
+    match tokenizer {
+        TokenizerKind::Bytes => write_byte_level_tokenizer(&path, base)?,
+        TokenizerKind::Words => {
+            let words = shapes_vocabulary();
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            write_word_level_tokenizer(&path, &words, base)?
+        }
+    }
     Ok(BagelPipeline::load(dir, device)?)
 }
 
@@ -533,9 +628,13 @@ fn run_on<B: Backend>(
         Trainer::<Autodiff<B>>::resume(out, Some(config.train.steps), device)?
     } else {
         let pipe = match &config.model {
-            ModelInit::Preset(name) if name == "tiny-shapes" => {
-                fresh_pipeline::<B>(&tiny_shapes_config(), out, config.train.seed, device)?
-            }
+            ModelInit::Preset(name) if name == "tiny-shapes" => fresh_pipeline_with::<B>(
+                &tiny_shapes_config(),
+                config.tokenizer,
+                out,
+                config.train.seed,
+                device,
+            )?,
             ModelInit::Preset(name) => {
                 return Err(Error::setting(
                     "model.preset",

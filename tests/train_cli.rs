@@ -192,3 +192,28 @@ fn resuming_with_changed_settings_is_refused() {
         state
     );
 }
+
+#[test]
+fn a_run_can_give_its_preset_a_word_level_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "tiny-shapes");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let mut run: serde_json::Value = serde_json::from_str(&text).unwrap();
+    run["tokenizer"] = "words".into();
+    run["train"]["steps"] = 1.into();
+    std::fs::write(&config, run.to_string()).unwrap();
+    let out = echo4o(&["train", "--config", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tok: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tok["model"]["type"], "WordLevel");
+    for word in ["circle", "purple", "left", "photo", "three"] {
+        assert!(tok["model"]["vocab"].get(word).is_some(), "{word} missing");
+    }
+}

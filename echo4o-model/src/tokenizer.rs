@@ -133,9 +133,90 @@ pub fn write_byte_level_tokenizer(path: &Path, base: u32) -> Result<(), Error> {
     tok.save(path, false).map_err(|e| bad(e.to_string()))
 }
 
+/// Writes a word-level `tokenizer.json` (the `WordLevel` model of the `tokenizers` format:
+/// lower-cased, split on whitespace and punctuation, one id per word, `<unk>` for any other)
+/// over `words`, with the four special tokens at ids `base..base + 4`. For tiny models over a
+/// closed vocabulary (the shapes world): a 3-layer model should not have to learn to spell.
+///
+/// ```
+/// use echo4o_model::tokenizer::{BagelTokenizer, write_word_level_tokenizer};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("tokenizer.json");
+/// write_word_level_tokenizer(&path, &["a", "red", "circle"], 996)?;
+/// let t = BagelTokenizer::from_file(&path)?;
+/// assert_eq!(t.prompt("A red circle")?.len(), 2 + 3);
+/// # Ok::<(), echo4o_model::Error>(())
+/// ```
+pub fn write_word_level_tokenizer(path: &Path, words: &[&str], base: u32) -> Result<(), Error> {
+    let bad = |message: String| Error::Config {
+        path: path.display().to_string(),
+        message,
+    };
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("<unk>".into(), 0.into());
+    let mut sorted: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    sorted.sort();
+    sorted.dedup();
+    for w in &sorted {
+        if w.is_empty() || w.chars().any(char::is_whitespace) {
+            return Err(bad(format!("{w:?} is not one word")));
+        }
+        let id = vocab.len() as u32;
+        vocab.insert(w.clone(), id.into());
+    }
+    if vocab.len() as u32 > base {
+        return Err(bad(format!(
+            "{} words do not fit below the special ids at {base}",
+            vocab.len()
+        )));
+    }
+    let added: Vec<serde_json::Value> = SPECIAL_TOKENS
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            serde_json::json!({"id": base + i as u32, "content": t, "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    for (i, t) in SPECIAL_TOKENS.iter().enumerate() {
+        vocab.insert(t.to_string(), (base + i as u32).into());
+    }
+    let json = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": {"type": "Lowercase"},
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null,
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    });
+    let text = serde_json::to_string_pretty(&json).map_err(|e| bad(e.to_string()))?;
+    echo4o_core::fs::write_atomic(path, text.as_bytes()).map_err(Error::Core)?;
+    // Loaded back here, so a file the `tokenizers` crate would refuse never leaves this function.
+    BagelTokenizer::from_file(path).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_level_tokenizers_give_one_id_per_word_and_unk_for_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        write_word_level_tokenizer(&path, &["a", "photo", "of", "red", "circle", ","], 996)
+            .unwrap();
+        let t = BagelTokenizer::from_file(&path).unwrap();
+        assert_eq!(t.special().start_of_image, 998);
+        let ids = t.encode("A photo of a RED circle, a teapot").unwrap();
+        assert_eq!(ids.len(), 9);
+        assert_eq!(ids[0], ids[3], "`a` is one id wherever it stands");
+        assert_eq!(ids[8], 0, "an unknown word is <unk>");
+        assert!(ids.iter().all(|&i| i < 996));
+    }
 
     #[test]
     fn takes_special_ids_from_the_vocabulary_and_wraps_prompts() {
