@@ -383,13 +383,18 @@ impl RunConfig {
 
     /// The settings a resumed run must share with the run it continues: everything but the
     /// step count, the output folder and how often to save or sample.
-    fn identity(&self) -> serde_json::Value {
+    fn identity(&self) -> Result<serde_json::Value> {
         let mut c = self.clone();
         c.train.steps = 0;
         c.out = PathBuf::new();
         c.checkpoint_every = 0;
         c.sample_every = 0;
-        serde_json::to_value(&c).unwrap_or_default()
+        // A failure here must not become `null`: two nulls compare equal, and a run with other
+        // settings would be resumed.
+        serde_json::to_value(&c).map_err(|e| Error::RunFile {
+            path: self.out.join(RUN_FILE),
+            message: e.to_string(),
+        })
     }
 
     fn source(&self) -> Result<Box<dyn DataSource>> {
@@ -596,7 +601,7 @@ fn claim_run_folder(config: &RunConfig, resuming: bool) -> Result<()> {
             path: run_file.clone(),
             message: e.to_string(),
         })?;
-        let (was, now) = (saved.identity(), config.identity());
+        let (was, now) = (saved.identity()?, config.identity()?);
         if was != now {
             return Err(Error::OtherRun {
                 out: out.clone(),

@@ -163,7 +163,8 @@ async fn encode(path: PathBuf) -> echo4o_core::Result<String> {
 pub struct Unreadable(pub String);
 
 enum Done<R> {
-    Scored(R),
+    /// A verdict, with the fingerprint of the image it was given (taken before it was sent).
+    Scored(R, Option<serde_json::Value>),
     MissingRecord(R),
     Skipped(String),
     /// Every transport retry failed (connection, timeout, 5xx): no verdict, a rerun retries.
@@ -202,6 +203,7 @@ async fn judge_item<B: JudgedBenchmark>(
             Missing::Skip => Done::Skipped(bench.key(item)),
         };
     };
+    let print = fingerprint(&image);
     let mut judged = Judged {
         outcome: Err(String::new()),
         attempts: 0,
@@ -212,11 +214,11 @@ async fn judge_item<B: JudgedBenchmark>(
         Ok(b64) => b64,
         Err(e) => {
             judged.outcome = Err(e.to_string());
-            return Done::Scored(bench.record(item, judged));
+            return Done::Scored(bench.record(item, judged), print);
         }
     };
     match judge_attempts(bench, judge, item, &b64, &mut judged, opts.attempts).await {
-        Ok(()) => Done::Scored(bench.record(item, judged)),
+        Ok(()) => Done::Scored(bench.record(item, judged), print),
         Err(NoVerdict::Transport(e)) => Done::Unjudged(bench.key(item), e),
         Err(NoVerdict::Permanent(e)) => Done::Permanent(e),
     }
@@ -301,24 +303,22 @@ impl<B: JudgedBenchmark> Scorer for JudgeScorer<'_, B> {
 
 /// What a results folder was made with: a resumed run must match it, or its verdicts would be
 /// reported for other images, prompts or judges.
-fn run_identity<B: JudgedBenchmark>(bench: &B, judge: &dyn Judge) -> serde_json::Value {
+fn run_identity<B: JudgedBenchmark>(bench: &B, judge: &dyn Judge) -> Result<serde_json::Value> {
     // The prompts: every request as sent, without its image.
-    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut requests = String::new();
     for item in bench.items() {
-        sha2::Digest::update(&mut hasher, bench.key(item).as_bytes());
-        let request = serde_json::to_string(&bench.request(item, "")).unwrap_or_default();
-        sha2::Digest::update(&mut hasher, request.as_bytes());
+        requests.push_str(&bench.key(item));
+        requests.push_str(
+            &serde_json::to_string(&bench.request(item, ""))
+                .map_err(|e| Error::invalid("judge request", e.to_string()))?,
+        );
     }
-    let prompts: String = sha2::Digest::finalize(hasher)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    json!({
+    Ok(json!({
         "benchmark": bench.name(),
         "judge_model": judge.model(),
         "judge_endpoint": judge.endpoint(),
-        "prompts_sha256": prompts,
-    })
+        "prompts_sha256": echo4o_data::synth::multiref::sha256_hex(requests.as_bytes()),
+    }))
 }
 
 /// Checks that `out` holds no run of another benchmark, judge or prompt set, and records this
@@ -375,27 +375,6 @@ fn fingerprint(path: &Path) -> Option<serde_json::Value> {
     )
 }
 
-/// `images.jsonl` beside `results.jsonl`: for each judged item, the fingerprint of the image it
-/// was judged on. A resumed run re-judges an item whose image changed (another `--images`
-/// folder, a regenerated file) instead of reporting the old verdict for it.
-fn read_fingerprints(path: &Path) -> Result<HashMap<String, serde_json::Value>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let mut map = HashMap::new();
-    for line in text.lines() {
-        // A torn last line only loses a fingerprint: that item is judged again.
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
-            && let Some(key) = v.get("key").and_then(|k| k.as_str())
-        {
-            map.insert(key.to_string(), v["image"].clone());
-        }
-    }
-    Ok(map)
-}
-
 /// Runs `bench` on the images of `opts.images` with `judge`, resuming whatever `opts.out` already
 /// holds, and writes the official outputs, `summary.json`, `report.md` and `report.html`.
 pub async fn run<B: JudgedBenchmark>(
@@ -408,12 +387,18 @@ pub async fn run<B: JudgedBenchmark>(
         return Err(Error::invalid("concurrency", "must be at least 1"));
     }
     let started = Instant::now();
-    claim_output(&opts.out, &run_identity(bench, judge))?;
+    claim_output(&opts.out, &run_identity(bench, judge)?)?;
     let results_path = opts.out.join("results.jsonl");
     let (store, previous) = ResultStore::open::<B::Record>(&results_path)?;
-    let prints_path = opts.out.join("images.jsonl");
-    let prints = read_fingerprints(&prints_path)?;
-    let (prints_store, _) = ResultStore::open::<serde_json::Value>(&prints_path)?;
+    // `images.jsonl` beside `results.jsonl`: for each judged item, the fingerprint of the image
+    // it was judged on. A resumed run re-judges an item whose image changed (another `--images`
+    // folder, a regenerated file) instead of reporting the old verdict for it.
+    let (prints_store, prints) =
+        ResultStore::open::<serde_json::Value>(&opts.out.join("images.jsonl"))?;
+    let prints: HashMap<String, serde_json::Value> = prints
+        .into_iter()
+        .filter_map(|v| Some((v.get("key")?.as_str()?.to_string(), v["image"].clone())))
+        .collect();
     let stores = std::sync::Arc::new(std::sync::Mutex::new((store, prints_store)));
     let by_key: HashMap<String, &B::Item> =
         bench.items().iter().map(|i| (bench.key(i), i)).collect();
@@ -448,12 +433,8 @@ pub async fn run<B: JudgedBenchmark>(
         .buffer_unordered(opts.concurrency);
     while let Some(result) = stream.next().await {
         match result {
-            Done::Scored(record) => {
+            Done::Scored(record, image) => {
                 let key = bench.record_key(&record);
-                let image = by_key
-                    .get(&key)
-                    .and_then(|i| find_image(&bench.image_candidates(&opts.images, i)))
-                    .and_then(|p| fingerprint(&p));
                 // Written and synced on the blocking pool: an fsync must not stall the requests
                 // in flight.
                 let (stores, line) = (stores.clone(), serde_json::to_value(&record));

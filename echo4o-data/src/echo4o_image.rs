@@ -365,7 +365,7 @@ impl Echo4oImage {
     ///
     /// `dest` must not be the snapshot itself: copying an index onto itself would truncate it.
     pub fn unpack(&self, dest: &Path) -> Result<usize> {
-        if same_folder(dest, &self.root) {
+        if same_path(dest, &self.root) {
             return Err(Error::Layout {
                 path: dest.to_path_buf(),
                 message: "is the snapshot being unpacked; unpack into another folder".into(),
@@ -380,7 +380,7 @@ impl Echo4oImage {
             std::fs::create_dir_all(out.join("images")).map_err(|e| Error::io(&out, e))?;
             let file_name = s.jsonl.file_name().unwrap_or_default();
             let copy = out.join(file_name);
-            if same_file(&copy, &s.jsonl) {
+            if same_path(&copy, &s.jsonl) {
                 return Err(Error::Layout {
                     path: copy,
                     message: "is the index being unpacked; unpack into another folder".into(),
@@ -399,14 +399,9 @@ impl Echo4oImage {
     }
 }
 
-/// Whether two paths name the same existing folder (after resolving links and `..`).
-fn same_folder(a: &Path, b: &Path) -> bool {
+/// Whether two paths name the same existing file or folder (after resolving links and `..`).
+fn same_path(a: &Path, b: &Path) -> bool {
     matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
-}
-
-/// Whether two paths name the same existing file.
-fn same_file(a: &Path, b: &Path) -> bool {
-    same_folder(a, b)
 }
 
 /// The largest shard member read into memory. Released images are a few MB; a header claiming

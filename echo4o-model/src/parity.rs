@@ -342,7 +342,7 @@ fn vae_case<B: Backend>(
     };
     let latent = unpatchify(tokens.clone(), lh / 2, lw / 2, 2).unsqueeze_dim::<4>(0);
     c.check("tokens_latent", latent)?;
-    let (img, u8s) = decode_tokens(ae, tokens, lh / 2, lw / 2, 2);
+    let (img, u8s) = decode_tokens(ae, tokens, lh / 2, lw / 2, 2)?;
     c.check("tokens_decoded", img)?;
     c.check_u8("tokens_image_u8", &u8s, 1.0)
 }
@@ -782,7 +782,7 @@ fn multi_ref_case<B: Backend>(
         &sampler,
         g.tensor("x_init", device)?,
     )?;
-    let (img, u8s) = decode_tokens(ae, x0, h, w, p);
+    let (img, u8s) = decode_tokens(ae, x0, h, w, p)?;
     c.check("gen_decoded", img)?;
     c.check_u8("gen_image_u8", &u8s, 1.0)
 }

@@ -307,7 +307,7 @@ impl<B: Backend> BagelPipeline<B> {
                 ),
             });
         }
-        let (_, pixels) = decode_tokens(&self.vae, x0, lh, lw, self.config.latent_patch_size);
+        let (_, pixels) = decode_tokens(&self.vae, x0, lh, lw, self.config.latent_patch_size)?;
         RgbImage::from_raw(w, h, pixels).ok_or_else(|| Error::Shape {
             what: "decoded image".into(),
             expected: format!("{w}x{h}x3"),

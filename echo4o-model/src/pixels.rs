@@ -7,6 +7,7 @@ use burn::tensor::{Tensor, TensorData};
 use echo4o_core::image;
 use echo4o_core::resize::to_chw_pixels;
 
+use crate::Error;
 use crate::autoencoder::LatentCodec;
 use crate::bagel::unpatchify;
 
@@ -29,27 +30,27 @@ pub fn decode_tokens<B: Backend, C: LatentCodec<B>>(
     h: usize,
     w: usize,
     p: usize,
-) -> (Tensor<B, 4>, Vec<u8>) {
+) -> Result<(Tensor<B, 4>, Vec<u8>), Error> {
     let latent = unpatchify(tokens, h, w, p).unsqueeze_dim::<4>(0);
     let img = codec.decode(latent);
-    let u8s = to_u8(img.clone());
-    (img, u8s)
+    let u8s = to_u8(img.clone())?;
+    Ok((img, u8s))
 }
 
-/// `[1, 3, H, W]` in [-1, 1] -> HWC uint8 with the official truncating conversion. (A tensor
-/// whose data cannot be read as f32 gives no pixels, which every caller reports as a shape error
-/// naming the decoded image.)
-pub fn to_u8<B: Backend>(img: Tensor<B, 4>) -> Vec<u8> {
+/// `[1, 3, H, W]` in [-1, 1] -> HWC uint8 with the official truncating conversion.
+pub fn to_u8<B: Backend>(img: Tensor<B, 4>) -> Result<Vec<u8>, Error> {
     let [_, c, h, w] = img.dims();
     let scaled = ((img * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0)
         .reshape([c, h, w])
         .permute([1, 2, 0]);
-    scaled
+    let values = scaled
         .into_data()
         .convert::<f32>()
         .to_vec::<f32>()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v as u8)
-        .collect()
+        .map_err(|e| Error::Shape {
+            what: format!("decoded image data ({e:?})"),
+            expected: "f32 values".into(),
+            got: vec![h, w, c],
+        })?;
+    Ok(values.into_iter().map(|v| v as u8).collect())
 }

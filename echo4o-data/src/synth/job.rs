@@ -395,10 +395,16 @@ impl Run<'_> {
                     return Ok(Obtained::Stopped);
                 }
                 let spent = self.spent();
-                let offer = lock(&self.budget).reserve(spent, config.prices.per_image, max);
+                // Offer and in-flight count under one lock: the "nothing in flight" that stops
+                // the job must be the state the refusal was made in.
+                let (offer, idle) = {
+                    let mut budget = lock(&self.budget);
+                    let offer = budget.reserve(spent, config.prices.per_image, max);
+                    (offer, budget.in_flight() == 0)
+                };
                 match offer {
                     Some(r) => break Some(r),
-                    None if lock(&self.budget).in_flight() == 0 => {
+                    None if idle => {
                         self.images.fetch_sub(1, Ordering::SeqCst);
                         self.stop(format!(
                             "budget: ${max:.2} spent or the next image would exceed it"
