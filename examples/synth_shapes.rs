@@ -183,6 +183,7 @@ fn fine_tune(args: &Args, data: &Path, out: &Path) -> anyhow::Result<PathBuf> {
         sample_prompts: vec!["a photo of two red circles".into()],
         sample_size: Some(64),
         tokenizer: Default::default(),
+        codec: Default::default(),
     };
     let started = Instant::now();
     train(&config, &mut progress(config.train.steps))?;

@@ -20,6 +20,7 @@ use echo4o_model::burn::backend::Autodiff;
 use echo4o_model::burn::tensor::backend::Backend;
 use echo4o_model::codec::Codec;
 use echo4o_model::config::{AeConfig, BagelConfig, LlmConfig};
+use echo4o_model::linear_codec::LinearCodec;
 use echo4o_model::pipeline::{BagelPipeline, PipelineRequest, save_checkpoint};
 use echo4o_model::sampling::SamplerConfig;
 use echo4o_model::tokenizer::{write_byte_level_tokenizer, write_word_level_tokenizer};
@@ -231,7 +232,53 @@ pub struct RunConfig {
     /// The tokenizer of a model started from a preset [default: `bytes`].
     #[serde(default, skip_serializing_if = "TokenizerKind::is_bytes")]
     pub tokenizer: TokenizerKind,
+    /// The latent codec of a model started from a preset [default: the preset's `pixel`].
+    #[serde(default, skip_serializing_if = "CodecSetting::is_pixel")]
+    pub codec: CodecSetting,
 }
+
+/// The latent codec a preset model is given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum CodecSetting {
+    /// The preset's own codec (raw pixel patches).
+    #[default]
+    Pixel,
+    /// A [`LinearCodec`] fit, before training, to the first `images` images of the run's data:
+    /// `patch x patch` pixel patches projected on their `channels` principal components, and
+    /// `latent_patch x latent_patch` latent pixels to a token (BAGEL's `latent_patch_size`).
+    Linear {
+        /// Patch side in pixels (a power of two).
+        patch: usize,
+        /// Latent channels.
+        channels: usize,
+        /// Latent pixels per token side.
+        #[serde(default = "default_latent_patch")]
+        latent_patch: usize,
+        /// Images the components are fit to.
+        #[serde(default = "default_fit_images")]
+        images: usize,
+    },
+}
+
+impl CodecSetting {
+    fn is_pixel(&self) -> bool {
+        *self == CodecSetting::Pixel
+    }
+}
+
+fn default_latent_patch() -> usize {
+    1
+}
+
+fn default_fit_images() -> usize {
+    1024
+}
+
+/// The most images a linear codec is fit to.
+const MAX_FIT_IMAGES: usize = 16_384;
+/// The most pixel values a fit holds (2^26: 256 MB as f32, twice that as the f64 patch matrix).
+const MAX_FIT_VALUES: usize = 1 << 26;
 
 /// The tokenizer a preset model is given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,6 +424,55 @@ impl RunConfig {
                 format!("{size} must be a multiple of 16 in 16..=4096"),
             ));
         }
+        if let CodecSetting::Linear {
+            patch,
+            channels,
+            latent_patch,
+            images,
+        } = self.codec
+        {
+            if !(1..=8).contains(&latent_patch) {
+                return Err(Error::setting(
+                    "codec.linear.latent_patch",
+                    format!("{latent_patch} must be in 1..=8"),
+                ));
+            }
+            if !patch.is_power_of_two() || !(2..=32).contains(&patch) {
+                return Err(Error::setting(
+                    "codec.linear.patch",
+                    format!("{patch} must be a power of two in 2..=32"),
+                ));
+            }
+            if channels == 0 || channels > 3 * patch * patch {
+                return Err(Error::setting(
+                    "codec.linear.channels",
+                    format!("{channels} must be in 1..={}", 3 * patch * patch),
+                ));
+            }
+            if !(1..=MAX_FIT_IMAGES).contains(&images) {
+                return Err(Error::setting(
+                    "codec.linear.images",
+                    format!("{images} must be in 1..={MAX_FIT_IMAGES}"),
+                ));
+            }
+            if let DataConfig::Shapes { size, .. } = &self.data
+                && !(*size as usize).is_multiple_of(patch * latent_patch)
+            {
+                return Err(Error::setting(
+                    "codec.linear",
+                    format!(
+                        "a token of {patch} x {latent_patch} pixels does not divide the image \
+                         side {size}"
+                    ),
+                ));
+            }
+            if !matches!(self.model, ModelInit::Preset(_)) {
+                return Err(Error::setting(
+                    "codec",
+                    "a checkpoint brings its own codec; only a preset model is given one",
+                ));
+            }
+        }
         self.train.validate()?;
         Ok(())
     }
@@ -415,12 +511,15 @@ pub fn fresh_pipeline<B: Backend>(
     seed: u64,
     device: &B::Device,
 ) -> Result<BagelPipeline<B>> {
-    fresh_pipeline_with(config, TokenizerKind::Bytes, dir, seed, device)
+    let codec = Codec::<B>::init(&config.vae, device);
+    fresh_pipeline_with(config, codec, TokenizerKind::Bytes, dir, seed, device)
 }
 
-/// [`fresh_pipeline`] with the tokenizer of `tokenizer`.
+/// [`fresh_pipeline`] with the codec `codec` (which `config.vae` describes) and the tokenizer
+/// of `tokenizer`.
 pub fn fresh_pipeline_with<B: Backend>(
     config: &BagelConfig,
+    codec: Codec<B>,
     tokenizer: TokenizerKind,
     dir: &Path,
     seed: u64,
@@ -429,7 +528,7 @@ pub fn fresh_pipeline_with<B: Backend>(
     save_checkpoint(
         dir,
         &seeded_init(echo4o_model::bagel::Bagel::<B>::init(config, device), seed)?,
-        &Codec::<B>::init(&config.vae, device),
+        &codec,
         config,
     )?;
     let base = config.llm.vocab_size as u32 - 4;
@@ -619,6 +718,83 @@ fn claim_run_folder(config: &RunConfig, resuming: bool) -> Result<()> {
     Ok(())
 }
 
+/// The model a run that starts from a preset trains: the preset's configuration and codec, or
+/// a [`LinearCodec`] fit to the run's first images when the run asks for one (`codec`). A fit is
+/// deterministic, so the same run file always gives the same codec.
+pub fn preset_model<B: Backend>(
+    config: &RunConfig,
+    device: &B::Device,
+) -> Result<(BagelConfig, Codec<B>)> {
+    let mut model = match &config.model {
+        ModelInit::Preset(name) if name == "tiny-shapes" => tiny_shapes_config(),
+        ModelInit::Preset(name) => {
+            return Err(Error::setting(
+                "model.preset",
+                format!("unknown preset {name:?} (known: tiny-shapes)"),
+            ));
+        }
+        ModelInit::Checkpoint(dir) => {
+            return Err(Error::setting(
+                "model",
+                format!("{} is a checkpoint, not a preset", dir.display()),
+            ));
+        }
+    };
+    let CodecSetting::Linear {
+        patch,
+        channels,
+        latent_patch,
+        images,
+    } = config.codec
+    else {
+        let codec = Codec::init(&model.vae, device);
+        return Ok((model, codec));
+    };
+    let mut values = Vec::new();
+    let mut side = None;
+    for sample in config.source()?.samples().take(images) {
+        let sample = sample.map_err(Error::Data)?;
+        let image = sample.target.to_rgb().map_err(Error::Data)?;
+        let (w, h) = image.dimensions();
+        let first = *side.get_or_insert((w, h));
+        if first != (w, h) {
+            return Err(Error::setting(
+                "codec.linear",
+                format!(
+                    "fitting needs images of one size; sample {} is {w}x{h}, not {}x{}",
+                    sample.id, first.0, first.1
+                ),
+            ));
+        }
+        if values.len() + 3 * (w * h) as usize > MAX_FIT_VALUES {
+            return Err(Error::setting(
+                "codec.linear.images",
+                format!(
+                    "{images} images of {w}x{h} are more than the {MAX_FIT_VALUES} pixel values \
+                     a fit holds in memory"
+                ),
+            ));
+        }
+        values.extend(echo4o_core::resize::to_chw_pixels(&image));
+    }
+    let Some((w, h)) = side else {
+        return Err(Error::setting("codec.linear", "the data holds no images"));
+    };
+    let n = values.len() / (3 * w as usize * h as usize);
+    let fit = LinearCodec::<B>::fit(
+        &values,
+        [n, 3, h as usize, w as usize],
+        patch,
+        channels,
+        device,
+    )?;
+    model.vae = fit.config;
+    // The preset's `max_latent_size` (16 tokens a side) stays: the position table is sized by
+    // it, and tokens of 8 pixels or more cover 128-pixel images.
+    model.latent_patch_size = latent_patch;
+    Ok((model, Codec::Linear(Box::new(fit.codec))))
+}
+
 fn run_on<B: Backend>(
     config: &RunConfig,
     progress: &mut dyn FnMut(&TrainEvent),
@@ -633,18 +809,16 @@ fn run_on<B: Backend>(
         Trainer::<Autodiff<B>>::resume(out, Some(config.train.steps), device)?
     } else {
         let pipe = match &config.model {
-            ModelInit::Preset(name) if name == "tiny-shapes" => fresh_pipeline_with::<B>(
-                &tiny_shapes_config(),
-                config.tokenizer,
-                out,
-                config.train.seed,
-                device,
-            )?,
-            ModelInit::Preset(name) => {
-                return Err(Error::setting(
-                    "model.preset",
-                    format!("unknown preset {name:?} (known: tiny-shapes)"),
-                ));
+            ModelInit::Preset(_) => {
+                let (model, codec) = preset_model::<B>(config, device)?;
+                fresh_pipeline_with::<B>(
+                    &model,
+                    codec,
+                    config.tokenizer,
+                    out,
+                    config.train.seed,
+                    device,
+                )?
             }
             ModelInit::Checkpoint(dir) => BagelPipeline::load(dir, device)?,
         };

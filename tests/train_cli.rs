@@ -217,3 +217,76 @@ fn a_run_can_give_its_preset_a_word_level_tokenizer() {
         assert!(tok["model"]["vocab"].get(word).is_some(), "{word} missing");
     }
 }
+
+#[test]
+fn a_run_can_give_its_preset_a_fitted_linear_codec_and_resume_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "tiny-shapes");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let mut run: serde_json::Value = serde_json::from_str(&text).unwrap();
+    run["codec"] =
+        serde_json::json!({"linear": {"patch": 4, "channels": 12, "latent_patch": 2, "images": 8}});
+    run["train"]["steps"] = 1.into();
+    run["train"]["lr_end"] = 1e-4.into();
+    std::fs::write(&config, run.to_string()).unwrap();
+    let out = echo4o(&["train", "--config", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ae: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/ae_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ae["codec"], "linear");
+    assert_eq!(ae["z_channels"], 12);
+    let weights = std::fs::read(dir.path().join("run/ae.safetensors")).unwrap();
+    // Resuming loads the fitted codec from the checkpoint: it is not fit again.
+    let again = echo4o(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "2",
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("run/ae.safetensors")).unwrap(),
+        weights
+    );
+
+    for (codec, named) in [
+        (
+            serde_json::json!({"linear": {"patch": 3, "channels": 12}}),
+            "codec.linear.patch",
+        ),
+        (
+            serde_json::json!({"linear": {"patch": 4, "channels": 49}}),
+            "codec.linear.channels",
+        ),
+        (
+            serde_json::json!({"linear": {"patch": 4, "channels": 8, "images": 0}}),
+            "codec.linear.images",
+        ),
+        (
+            serde_json::json!({"linear": {"patch": 32, "channels": 8, "latent_patch": 4}}),
+            "codec.linear",
+        ),
+    ] {
+        let mut bad = run.clone();
+        bad["codec"] = codec;
+        bad["out"] = dir.path().join("bad_run").to_str().unwrap().into();
+        let path = dir.path().join("bad.json");
+        std::fs::write(&path, bad.to_string()).unwrap();
+        let out = echo4o(&["train", "--config", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{named}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{named}: {err}");
+        assert!(!dir.path().join("bad_run").exists(), "{named}");
+    }
+}

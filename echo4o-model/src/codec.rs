@@ -8,6 +8,7 @@ use burn::tensor::{DType, Tensor};
 
 use crate::autoencoder::{AutoEncoder, LatentCodec};
 use crate::config::{AeConfig, CodecKind};
+use crate::linear_codec::LinearCodec;
 use crate::ops::cast_params;
 
 /// Raw pixels as latents: each `d x d` patch of the image becomes one latent pixel of `3 d^2`
@@ -88,6 +89,8 @@ pub enum Codec<B: Backend> {
     Flux(Box<AutoEncoder<B>>),
     /// Raw pixel patches.
     Pixel(PixelCodec),
+    /// Principal components of pixel patches ([`LinearCodec`]; boxed like FLUX's).
+    Linear(Box<LinearCodec<B>>),
     /// A plug-in codec (another autoencoder, a tokenizer-free latent space). Shared, so a
     /// trainer's EMA pipeline and the trained one use the same instance. Its weights are its
     /// owner's to load and save: [`crate::pipeline::save_checkpoint`] writes none for it.
@@ -99,6 +102,7 @@ impl<B: Backend> std::fmt::Debug for Codec<B> {
         match self {
             Codec::Flux(ae) => f.debug_tuple("Flux").field(ae).finish(),
             Codec::Pixel(p) => f.debug_tuple("Pixel").field(p).finish(),
+            Codec::Linear(l) => f.debug_tuple("Linear").field(l).finish(),
             Codec::Custom(c) => write!(
                 f,
                 "Custom(downsample {}, {} channels)",
@@ -110,11 +114,12 @@ impl<B: Backend> std::fmt::Debug for Codec<B> {
 }
 
 impl<B: Backend> Codec<B> {
-    /// A codec for `c` (random weights for FLUX).
+    /// A codec for `c` (random weights for FLUX, an unfitted [`LinearCodec`]).
     pub fn init(c: &AeConfig, device: &B::Device) -> Self {
         match c.codec {
             CodecKind::Flux => Codec::Flux(Box::new(AutoEncoder::init(c, device))),
             CodecKind::Pixel => Codec::Pixel(PixelCodec::of(c)),
+            CodecKind::Linear => Codec::Linear(Box::new(LinearCodec::init(c, device))),
         }
     }
 
@@ -136,14 +141,16 @@ impl<B: Backend> Codec<B> {
     pub fn cast(self, dtype: DType) -> Self {
         match self {
             Codec::Flux(ae) => Codec::Flux(Box::new(cast_params(*ae, dtype))),
+            Codec::Linear(l) => Codec::Linear(Box::new(cast_params(*l, dtype))),
             other => other,
         }
     }
 
-    /// A copy sharing nothing mutable (FLUX weights are cloned, a custom codec is shared).
+    /// A copy sharing nothing mutable (weights are cloned, a custom codec is shared).
     pub fn duplicate(&self) -> Self {
         match self {
             Codec::Flux(ae) => Codec::Flux(ae.clone()),
+            Codec::Linear(l) => Codec::Linear(l.clone()),
             Codec::Pixel(p) => Codec::Pixel(*p),
             Codec::Custom(c) => Codec::Custom(c.clone()),
         }
@@ -161,6 +168,7 @@ impl<B: Backend> LatentCodec<B> for Codec<B> {
         match self {
             Codec::Flux(a) => a.downsample(),
             Codec::Pixel(p) => LatentCodec::<B>::downsample(p),
+            Codec::Linear(l) => l.downsample(),
             Codec::Custom(c) => c.downsample(),
         }
     }
@@ -169,6 +177,7 @@ impl<B: Backend> LatentCodec<B> for Codec<B> {
         match self {
             Codec::Flux(a) => a.channels(),
             Codec::Pixel(p) => LatentCodec::<B>::channels(p),
+            Codec::Linear(l) => l.channels(),
             Codec::Custom(c) => c.channels(),
         }
     }
@@ -177,6 +186,7 @@ impl<B: Backend> LatentCodec<B> for Codec<B> {
         match self {
             Codec::Flux(a) => a.encode(images, noise),
             Codec::Pixel(p) => p.encode(images, noise),
+            Codec::Linear(l) => l.encode(images, noise),
             Codec::Custom(c) => c.encode(images, noise),
         }
     }
@@ -185,6 +195,7 @@ impl<B: Backend> LatentCodec<B> for Codec<B> {
         match self {
             Codec::Flux(a) => a.decode(latents),
             Codec::Pixel(p) => p.decode(latents),
+            Codec::Linear(l) => l.decode(latents),
             Codec::Custom(c) => c.decode(latents),
         }
     }

@@ -91,6 +91,10 @@ pub enum CodecKind {
     /// Raw pixel patches ([`crate::codec::PixelCodec`]): downsample `2^(len(ch_mult) - 1)`,
     /// `z_channels` = 3 x downsample^2; `ch` and `num_res_blocks` are unused.
     Pixel,
+    /// Principal components of pixel patches ([`crate::linear_codec::LinearCodec`]): patch side
+    /// = downsample, `z_channels` components (at most 3 x downsample^2), weights in
+    /// `ae.safetensors`; `ch` and `num_res_blocks` are unused.
+    Linear,
 }
 
 impl CodecKind {
@@ -491,6 +495,17 @@ impl BagelConfig {
                     "vae.z_channels",
                     format!(
                         "{} must be 3 x {d}^2 for the pixel codec",
+                        self.vae.z_channels
+                    ),
+                );
+            }
+        } else if self.vae.codec == CodecKind::Linear {
+            let d = self.vae.downsample();
+            if self.vae.z_channels > 3 * d * d {
+                return bad(
+                    "vae.z_channels",
+                    format!(
+                        "{} is more than the 3 x {d}^2 values of a patch",
                         self.vae.z_channels
                     ),
                 );

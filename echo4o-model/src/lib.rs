@@ -25,6 +25,7 @@ pub mod config;
 mod error;
 pub mod flops;
 pub mod generator;
+pub mod linear_codec;
 pub mod ops;
 pub mod parity;
 pub mod pipeline;

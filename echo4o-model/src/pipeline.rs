@@ -132,7 +132,7 @@ impl<B: Backend> BagelPipeline<B> {
         let mut model = Bagel::init(&config, device);
         load_safetensors(&mut model, &dir.join("ema.safetensors"), BAGEL_REMAPS, &[])?;
         crate::weights::check_finite(&model, &dir.join("ema.safetensors"))?;
-        if config.vae.codec == CodecKind::Flux && !dir.join("ae.safetensors").is_file() {
+        if config.vae.codec != CodecKind::Pixel && !dir.join("ae.safetensors").is_file() {
             return Err(missing(dir, "ae.safetensors"));
         }
         let vae = match Codec::init(&config.vae, device) {
@@ -140,6 +140,11 @@ impl<B: Backend> BagelPipeline<B> {
                 load_safetensors(&mut *ae, &dir.join("ae.safetensors"), NORM_REMAPS, &[])?;
                 crate::weights::check_finite(&*ae, &dir.join("ae.safetensors"))?;
                 Codec::Flux(ae)
+            }
+            Codec::Linear(mut linear) => {
+                load_safetensors(&mut *linear, &dir.join("ae.safetensors"), &[], &[])?;
+                crate::weights::check_finite(&*linear, &dir.join("ae.safetensors"))?;
+                Codec::Linear(linear)
             }
             pixel => pixel,
         };
@@ -366,6 +371,9 @@ pub fn save_checkpoint<B: Backend>(
     match vae {
         Codec::Flux(ae) => {
             crate::weights::save_safetensors(&**ae, &dir.join("ae.safetensors"), NORM_REMAPS)
+        }
+        Codec::Linear(linear) => {
+            crate::weights::save_safetensors(&**linear, &dir.join("ae.safetensors"), &[])
         }
         Codec::Pixel(_) | Codec::Custom(_) => Ok(()),
     }

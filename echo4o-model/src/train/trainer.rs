@@ -38,8 +38,13 @@ pub struct TrainSettings {
     pub batch_size: usize,
     /// Peak learning rate (official fine-tune: 2e-5; pre-training: 1e-4).
     pub lr: f64,
-    /// Linear warm-up steps, then constant (official: 2000).
+    /// Linear warm-up steps, then constant (official: 2000) or decaying (`lr_end`).
     pub warmup_steps: usize,
+    /// When set, the learning rate falls from `lr` to this value along a half cosine between
+    /// the end of warm-up and the last step (`steps`), as small diffusion models are usually
+    /// trained; unset, it stays at `lr` (the official schedule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_end: Option<f64>,
     /// AdamW beta1 (0.9).
     pub beta1: f32,
     /// AdamW beta2 (0.95).
@@ -73,6 +78,7 @@ impl Default for TrainSettings {
             batch_size: 16,
             lr: 1e-3,
             warmup_steps: 100,
+            lr_end: None,
             beta1: 0.9,
             beta2: 0.95,
             eps: 1e-15,
@@ -130,6 +136,11 @@ impl TrainSettings {
             ),
             ("ce_weight", f64::from(self.ce_weight), 0.0, 1e3, true),
         ];
+        if let Some(end) = self.lr_end
+            && !(end.is_finite() && (0.0..=self.lr).contains(&end))
+        {
+            return bad("lr_end", format!("{end} is outside [0, lr = {}]", self.lr));
+        }
         for (field, v, low, high, inclusive) in ranges {
             let inside = v.is_finite() && v >= low && if inclusive { v <= high } else { v < high };
             if !inside {
@@ -140,13 +151,29 @@ impl TrainSettings {
         Ok(())
     }
 
-    /// The learning rate at `step` (0-based): linear warm-up, then constant.
+    /// The learning rate at `step` (0-based): linear warm-up, then constant, or a half cosine
+    /// down to `lr_end` at the last step.
+    ///
+    /// ```
+    /// use echo4o_model::train::TrainSettings;
+    ///
+    /// let s = TrainSettings { steps: 110, warmup_steps: 10, lr: 1e-3, lr_end: Some(1e-4), ..Default::default() };
+    /// assert_eq!(s.lr_at(4), 5e-4);
+    /// assert_eq!(s.lr_at(10), 1e-3);
+    /// assert!((s.lr_at(60) - 5.5e-4).abs() < 1e-5); // half way down
+    /// assert!((s.lr_at(109) - 1e-4).abs() < 1e-6);
+    /// assert_eq!(TrainSettings { lr_end: None, ..s }.lr_at(109), 1e-3);
+    /// ```
     pub fn lr_at(&self, step: usize) -> f64 {
         if step < self.warmup_steps {
-            self.lr * (step + 1) as f64 / self.warmup_steps as f64
-        } else {
-            self.lr
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
         }
+        let Some(end) = self.lr_end else {
+            return self.lr;
+        };
+        let span = self.steps.saturating_sub(self.warmup_steps + 1).max(1) as f64;
+        let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        end + (self.lr - end) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 }
 
