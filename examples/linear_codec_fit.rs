@@ -15,7 +15,7 @@ use echo4o::bench::geneval::shapes::ShapesDetector;
 use echo4o::core::DataSource;
 use echo4o::core::image::RgbImage;
 use echo4o::core::resize::to_chw_pixels;
-use echo4o::data::shapes::source::{Mix, Recipe, ShapesSource};
+use echo4o::data::shapes::source::{Mix, ShapesSource};
 use echo4o::model::autoencoder::LatentCodec;
 use echo4o::model::burn::tensor::{Tensor, TensorData};
 use echo4o::model::linear_codec::LinearCodec;
@@ -29,15 +29,7 @@ const SIDE: usize = 64;
 
 fn main() -> anyhow::Result<()> {
     let device = Default::default();
-    let mix = Mix(vec![
-        (Recipe::Web, 0.5),
-        (Recipe::InstructionEasy, 0.1),
-        (Recipe::InstructionMedium, 0.1),
-        (Recipe::InstructionHard, 0.1),
-        (Recipe::Surreal, 0.1),
-        (Recipe::Multiref, 0.1),
-    ]);
-    let renders = ShapesSource::new(mix, SIDE as u32, 1)
+    let renders = ShapesSource::new(Mix::web_plus_echo(), SIDE as u32, 1)
         .samples()
         .take(FIT + HELD_OUT)
         .map(|s| s?.target.to_rgb())

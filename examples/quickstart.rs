@@ -1,6 +1,6 @@
 //! The quickstart: the shipped Echo-style shapes model (trained by echo4o itself, see the README)
-//! generates images for a slice of GenEval++-shapes, GenEval's rule engine scores them with the
-//! shapes detector, and everything lands in `quickstart_out/`.
+//! generates images for a slice of GenEval-shapes and of GenEval++-shapes, GenEval's rule engine
+//! scores them with the shapes detector, and everything lands in `quickstart_out/`.
 //!
 //! ```sh
 //! cargo run --release --example quickstart
@@ -26,8 +26,9 @@ struct Args {
     /// The checkpoint folder.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/checkpoints/shapes_echo"))]
     model: PathBuf,
-    /// Prompts per GenEval++-shapes tag (7 tags, 40 prompts each).
-    #[arg(long, default_value_t = 8)]
+    /// Prompts per task of each benchmark (GenEval-shapes: 6 tasks of 50 prompts; GenEval++-shapes:
+    /// 7 tags of 40).
+    #[arg(long, default_value_t = 4)]
     per_tag: usize,
     /// Output folder.
     #[arg(long, default_value = "quickstart_out")]
@@ -37,10 +38,10 @@ struct Args {
     device: DeviceSpec,
 }
 
-/// The first `per_tag` prompts of each tag.
-fn slice(per_tag: usize) -> Vec<Metadata> {
+/// The first `per_tag` prompts of each tag of GenEval-shapes (`pp` false) or GenEval++-shapes.
+fn slice(pp: bool, per_tag: usize) -> Vec<Metadata> {
     let mut seen: Vec<(String, usize)> = Vec::new();
-    shapes_metadata(true)
+    shapes_metadata(pp)
         .into_iter()
         .filter(|m| {
             match seen.iter_mut().find(|(t, _)| *t == m.tag) {
@@ -63,54 +64,66 @@ impl BackendTask for Run {
         let started = Instant::now();
         let pipe = BagelPipeline::<B>::load(&args.model, &device)
             .with_context(|| format!("loading the checkpoint {}", args.model.display()))?;
-        let prompts = slice(args.per_tag);
+        let sets = [
+            (
+                "GenEval-shapes",
+                "geneval_shapes",
+                slice(false, args.per_tag),
+            ),
+            (
+                "GenEval++-shapes",
+                "geneval_pp_shapes",
+                slice(true, args.per_tag),
+            ),
+        ];
+        let total: usize = sets.iter().map(|s| s.2.len()).sum();
         println!(
-            "echo4o quickstart: {} GenEval++-shapes prompts, model {} on {}",
-            prompts.len(),
+            "echo4o quickstart: {total} prompts ({} GenEval-shapes, {} GenEval++-shapes), model {} on {}",
+            sets[0].2.len(),
+            sets[1].2.len(),
             args.model.display(),
             args.device
         );
-        let bar = ProgressBar::new(prompts.len() as u64);
+        let bar = ProgressBar::new(total as u64);
         bar.set_style(
             ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} images, ETA {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        let images = args.out.join("images");
-        let _ = std::fs::remove_dir_all(&images);
-        let scores = evaluate_shapes(
-            &pipe,
-            &prompts,
-            1,
-            &images,
-            &args.out,
-            64,
-            &mut |done, _| bar.set_position(done as u64),
-        )?;
-        bar.finish_and_clear();
-
-        println!();
-        print!("{}", scores.table());
-
-        // The grid: every image with its prompt.
+        let mut tables = String::new();
         let mut samples = Vec::new();
-        for (i, m) in prompts.iter().enumerate() {
-            let path = images.join(format!("{i:05}/samples/00000.png"));
-            let img = echo4o::core::load_image(&path)?;
-            samples.push(Sample::new(
-                i.to_string(),
-                m.prompt.clone(),
-                SampleImage::decoded(img, path.display().to_string()),
-            ));
+        let mut done_before = 0;
+        for (title, dir, prompts) in &sets {
+            let out = args.out.join(dir);
+            let images = out.join("images");
+            let _ = std::fs::remove_dir_all(&images);
+            let (_, scores) =
+                evaluate_shapes(&pipe, prompts, 1, &images, &out, 64, &mut |done, _| {
+                    bar.set_position((done_before + done) as u64)
+                })?;
+            done_before += prompts.len();
+            tables.push_str(&format!("\n{title}\n{}", scores.table()));
+            // The grid: every image with its prompt.
+            for (i, m) in prompts.iter().enumerate() {
+                let path = images.join(format!("{i:05}/samples/00000.png"));
+                let img = echo4o::core::load_image(&path)?;
+                samples.push(Sample::new(
+                    format!("{dir}/{i}"),
+                    m.prompt.clone(),
+                    SampleImage::decoded(img, path.display().to_string()),
+                ));
+            }
         }
+        bar.finish_and_clear();
+        print!("{tables}");
         let grid: &Path = &args.out.join("grid.png");
         echo4o::core::save_image(
             &echo4o::data::contact_sheet::contact_sheet(&samples, 8),
             grid,
         )?;
         println!(
-            "\nwrote {} (grid.png, report.md, report.html, results.jsonl, images/) in {:.1} s",
+            "\nwrote {} (grid.png; per benchmark: report.md, report.html, results.jsonl, images/) in {:.1} s",
             args.out.display(),
             started.elapsed().as_secs_f64()
         );

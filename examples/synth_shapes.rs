@@ -149,7 +149,7 @@ impl BackendTask for Evaluate {
         let images = self.out.join("images");
         let _ = std::fs::remove_dir_all(&images);
         let _ = std::fs::remove_file(&summary);
-        let s = evaluate_shapes(
+        let (_, s) = evaluate_shapes(
             &pipe,
             &metadata,
             1,

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use echo4o_bench::geneval::{GenEvalScores, Metadata, write_sample_folder};
+use echo4o_bench::geneval::{GenEvalScores, ImageResult, Metadata, write_sample_folder};
 use echo4o_core::image::RgbImage;
 use echo4o_core::{DataSource, Sample, SampleImage};
 use echo4o_data::shapes::source::{Mix, Recipe, ShapesSource};
@@ -592,7 +592,8 @@ pub fn generate<B: Backend>(
 
 /// Generates `per_prompt` images for each prompt into GenEval's layout under `images`, then
 /// scores them with the shapes detector through GenEval's rule engine (results, summary and
-/// reports under `out`). `progress(done, total)` is called after each prompt.
+/// reports under `out`), returning every image's verdict with the summary. `progress(done,
+/// total)` is called after each prompt.
 pub fn evaluate_shapes<B: Backend>(
     pipe: &BagelPipeline<B>,
     metadata: &[Metadata],
@@ -601,7 +602,7 @@ pub fn evaluate_shapes<B: Backend>(
     out: &Path,
     size: u32,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<GenEvalScores> {
+) -> Result<(Vec<ImageResult>, GenEvalScores)> {
     for (i, m) in metadata.iter().enumerate() {
         let imgs = (0..per_prompt)
             .map(|k| generate(pipe, &m.prompt, (i * per_prompt + k) as u64, size))
@@ -609,8 +610,7 @@ pub fn evaluate_shapes<B: Backend>(
         write_sample_folder(images, i, m, &imgs)?;
         progress(i + 1, metadata.len());
     }
-    let (_, scores) = echo4o_bench::geneval::shapes::score_folder(images, out)?;
-    Ok(scores)
+    Ok(echo4o_bench::geneval::shapes::score_folder(images, out)?)
 }
 
 /// The dotted paths at which two JSON values differ (`train.lr`, `data.shapes.size`).

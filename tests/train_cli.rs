@@ -20,6 +20,35 @@ fn write_config(dir: &std::path::Path, preset: &str) -> std::path::PathBuf {
     path
 }
 
+/// The base run file with `edit` applied.
+fn edited_config(
+    dir: &std::path::Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> std::path::PathBuf {
+    let config = write_config(dir, "tiny-shapes");
+    let mut run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    edit(&mut run);
+    std::fs::write(&config, run.to_string()).unwrap();
+    config
+}
+
+/// `echo4o train --config CONFIG [extra...]`, which must succeed.
+fn train_ok(config: &std::path::Path, extra: &[&str]) {
+    let mut args = vec!["train", "--config", config.to_str().unwrap()];
+    args.extend(extra);
+    let out = echo4o(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn json_file(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn echo4o(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_echo4o"))
         .args(args)
@@ -196,22 +225,12 @@ fn resuming_with_changed_settings_is_refused() {
 #[test]
 fn a_run_can_give_its_preset_a_word_level_tokenizer() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "tiny-shapes");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let mut run: serde_json::Value = serde_json::from_str(&text).unwrap();
-    run["tokenizer"] = "words".into();
-    run["train"]["steps"] = 1.into();
-    std::fs::write(&config, run.to_string()).unwrap();
-    let out = echo4o(&["train", "--config", config.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tok: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("run/tokenizer.json")).unwrap(),
-    )
-    .unwrap();
+    let config = edited_config(dir.path(), |run| {
+        run["tokenizer"] = "words".into();
+        run["train"]["steps"] = 1.into();
+    });
+    train_ok(&config, &[]);
+    let tok = json_file(&dir.path().join("run/tokenizer.json"));
     assert_eq!(tok["model"]["type"], "WordLevel");
     for word in ["circle", "purple", "left", "photo", "three"] {
         assert!(tok["model"]["vocab"].get(word).is_some(), "{word} missing");
@@ -221,40 +240,21 @@ fn a_run_can_give_its_preset_a_word_level_tokenizer() {
 #[test]
 fn a_run_can_give_its_preset_a_fitted_linear_codec_and_resume_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "tiny-shapes");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let mut run: serde_json::Value = serde_json::from_str(&text).unwrap();
-    run["codec"] =
-        serde_json::json!({"linear": {"patch": 4, "channels": 12, "latent_patch": 2, "images": 8}});
-    run["train"]["steps"] = 1.into();
-    run["train"]["lr_end"] = 1e-4.into();
-    std::fs::write(&config, run.to_string()).unwrap();
-    let out = echo4o(&["train", "--config", config.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ae: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("run/ae_config.json")).unwrap(),
-    )
-    .unwrap();
+    let config = edited_config(dir.path(), |run| {
+        run["codec"] = serde_json::json!(
+            {"linear": {"patch": 4, "channels": 12, "latent_patch": 2, "images": 8}}
+        );
+        run["train"]["steps"] = 1.into();
+        run["train"]["lr_end"] = 1e-4.into();
+    });
+    let run = json_file(&config);
+    train_ok(&config, &[]);
+    let ae = json_file(&dir.path().join("run/ae_config.json"));
     assert_eq!(ae["codec"], "linear");
     assert_eq!(ae["z_channels"], 12);
     let weights = std::fs::read(dir.path().join("run/ae.safetensors")).unwrap();
     // Resuming loads the fitted codec from the checkpoint: it is not fit again.
-    let again = echo4o(&[
-        "train",
-        "--config",
-        config.to_str().unwrap(),
-        "--steps",
-        "2",
-    ]);
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    train_ok(&config, &["--steps", "2"]);
     assert_eq!(
         std::fs::read(dir.path().join("run/ae.safetensors")).unwrap(),
         weights

@@ -320,6 +320,22 @@ fn recomputed_position_tables_equal_the_stored_ones() {
     }
 }
 
+/// A 4-step 32x32 generation from `pipe` gives a 32x32 image.
+fn generates_32x32(pipe: &BagelPipeline<Flex>) {
+    let request = PipelineRequest {
+        prompt: "a red circle".into(),
+        references: vec![],
+        size: Some((32, 32)),
+        sampler: SamplerConfig {
+            num_timesteps: 4,
+            ..SamplerConfig::text_to_image()
+        },
+        seed: 3,
+    };
+    let img = pipe.generate(&request, |_, _| {}).unwrap();
+    assert_eq!(img.dimensions(), (32, 32));
+}
+
 /// A tiny model with the pixel codec: saved without ae.safetensors, loaded back, generating.
 #[test]
 fn pixel_codec_checkpoints_round_trip_and_generate() {
@@ -341,18 +357,7 @@ fn pixel_codec_checkpoints_round_trip_and_generate() {
     let pipe = BagelPipeline::<Flex>::load(dir.path(), &dev).unwrap();
     assert!(matches!(pipe.vae, Codec::Pixel(_)));
     assert_eq!(pipe.config.patch_latent_dim(), 2 * 2 * 3 * 8 * 8);
-    let request = PipelineRequest {
-        prompt: "a red circle".into(),
-        references: vec![],
-        size: Some((32, 32)),
-        sampler: SamplerConfig {
-            num_timesteps: 4,
-            ..SamplerConfig::text_to_image()
-        },
-        seed: 3,
-    };
-    let img = pipe.generate(&request, |_, _| {}).unwrap();
-    assert_eq!(img.dimensions(), (32, 32));
+    generates_32x32(&pipe);
 }
 
 /// A codec from outside the crate, counting its calls, plugged into a pipeline: generation goes
@@ -464,18 +469,7 @@ fn linear_codec_checkpoints_round_trip_and_generate() {
         fit.codec.encode(images, None).into_data()
     );
     assert_eq!(pipe.config.patch_latent_dim(), 2 * 2 * 12);
-    let request = PipelineRequest {
-        prompt: "a red circle".into(),
-        references: vec![],
-        size: Some((32, 32)),
-        sampler: SamplerConfig {
-            num_timesteps: 4,
-            ..SamplerConfig::text_to_image()
-        },
-        seed: 3,
-    };
-    let img = pipe.generate(&request, |_, _| {}).unwrap();
-    assert_eq!(img.dimensions(), (32, 32));
+    generates_32x32(&pipe);
 
     std::fs::remove_file(dir.path().join("ae.safetensors")).unwrap();
     let err = BagelPipeline::<Flex>::load(dir.path(), &dev)

@@ -5,6 +5,7 @@
 //! NMS, top-`count` selection, color crops on `#999`, the position rule, include AND / exclude
 //! OR) are reproduced exactly, so any perception model plugs in.
 
+pub mod bootstrap;
 mod engine;
 mod folder;
 pub mod geometry;
