@@ -171,6 +171,13 @@ pub fn write_word_level_tokenizer(path: &Path, words: &[&str], base: u32) -> Res
             vocab.len()
         )));
     }
+    // Placeholders up to the special ids keep the vocabulary contiguous: the `tokenizers` crate
+    // prints a warning naming every missing id each time it serialises a vocabulary with holes
+    // (every checkpoint save). Their ids are never produced by encoding (no text splits into
+    // `<unused..>`), so the words keep their ids and the model is unchanged.
+    for id in vocab.len() as u32..base {
+        vocab.insert(format!("<unused{id}>"), id.into());
+    }
     let added: Vec<serde_json::Value> = SPECIAL_TOKENS
         .iter()
         .enumerate()
@@ -216,6 +223,18 @@ mod tests {
         assert_eq!(ids[0], ids[3], "`a` is one id wherever it stands");
         assert_eq!(ids[8], 0, "an unknown word is <unk>");
         assert!(ids.iter().all(|&i| i < 996));
+        assert_eq!(t.encode("<unused7> unused7").unwrap(), [0, 0, 0, 0]);
+        // No holes below the special ids: saving it must not make `tokenizers` warn.
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut ids: Vec<u64> = file["model"]["vocab"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..1000).collect::<Vec<u64>>());
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! each task (the benchmark's design fixes how many prompts a task has), recomputes every task
 //! score and the overall score (mean of tasks) as [`super::summarize`] does, and reports the
 //! 2.5th and 97.5th percentiles. Images of one prompt stay together: they share the prompt's
-//! difficulty, so resampling images would understate the spread. Results of several training
-//! seeds or sampling seeds of one model are pooled by passing them together: images with the
-//! same metadata are one prompt.
+//! difficulty, so resampling images would understate the spread. A prompt is an entry of the
+//! prompt set: its `NNNNN` folder in GenEval's layout with its metadata (two entries with the
+//! same text are two prompts). Results of several training seeds or sampling seeds of one model
+//! are pooled by passing them together: their images of the same entry are one prompt.
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,18 @@ fn score(prompts: &[Prompt]) -> f64 {
     if n == 0 { 0.0 } else { c as f64 / n as f64 }
 }
 
+/// The prompt entry an image answers: the folder above `samples/` in GenEval's layout
+/// (`.../00012/samples/00003.png` -> `00012`; empty for another layout) and the metadata.
+fn prompt_entry(r: &ImageResult) -> (String, &str) {
+    let folder = std::path::Path::new(&r.filename)
+        .parent()
+        .and_then(std::path::Path::parent)
+        .and_then(std::path::Path::file_name)
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (folder, r.metadata.as_str())
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -62,12 +75,12 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// use echo4o_bench::geneval::{ImageResult, bootstrap::bootstrap};
 ///
 /// let result = |prompt: usize, correct: bool| ImageResult {
-///     filename: format!("{prompt}.png"),
+///     filename: format!("images/{prompt:05}/samples/00000.png"),
 ///     tag: "single_object".into(),
 ///     prompt: format!("prompt {prompt}"),
 ///     correct,
 ///     reason: String::new(),
-///     metadata: format!("{{\"prompt\": {prompt}}}"),
+///     metadata: "{\"prompt\": \"a photo of a star\"}".into(), // the same text, 40 entries
 ///     details: String::new(),
 /// };
 /// // 40 prompts, half of them right.
@@ -77,13 +90,13 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// assert!(ci.overall.low < 0.4 && ci.overall.high > 0.6);
 /// ```
 pub fn bootstrap(results: &[ImageResult], resamples: usize, seed: u64) -> Option<Intervals> {
-    // task -> metadata -> (correct, images), in a fixed order so a seed reproduces.
-    let mut by_task: BTreeMap<&str, BTreeMap<&str, Prompt>> = BTreeMap::new();
+    // task -> prompt entry -> (correct, images), in a fixed order so a seed reproduces.
+    let mut by_task: BTreeMap<&str, BTreeMap<(String, &str), Prompt>> = BTreeMap::new();
     for r in results {
         let p = by_task
             .entry(r.tag.as_str())
             .or_default()
-            .entry(r.metadata.as_str())
+            .entry(prompt_entry(r))
             .or_default();
         p.0 += u32::from(r.correct);
         p.1 += 1;
@@ -145,14 +158,16 @@ pub fn bootstrap(results: &[ImageResult], resamples: usize, seed: u64) -> Option
 mod tests {
     use super::*;
 
+    /// An image of entry `prompt`: every entry of a task has the same text, as GenEval-shapes'
+    /// single-object prompts repeat; the folder tells them apart.
     fn result(tag: &str, prompt: usize, correct: bool) -> ImageResult {
         ImageResult {
-            filename: String::new(),
+            filename: format!("run/{tag}/images/{prompt:05}/samples/00000.png"),
             tag: tag.into(),
             prompt: String::new(),
             correct,
             reason: String::new(),
-            metadata: format!("{tag}/{prompt}"),
+            metadata: format!("{{\"tag\": \"{tag}\"}}"),
             details: String::new(),
         }
     }
