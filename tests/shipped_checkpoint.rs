@@ -10,6 +10,9 @@ use echo4o::model::burn::tensor::{Tensor, TensorData};
 use echo4o::model::pipeline::BagelPipeline;
 use echo4o::model::{BackendTask, DeviceSpec};
 
+/// The run file of the shipped model.
+const SHIPPED_RUN: &str = "configs/trials/shapes_echo_pixel_bytes.json";
+
 struct Check;
 
 impl BackendTask for Check {
@@ -20,12 +23,9 @@ impl BackendTask for Check {
         let pipe = BagelPipeline::<B>::load(&dir, &device).unwrap();
         // The run file it was trained from, shipped beside it and in configs/.
         let run = RunConfig::from_file(&dir.join("run.json")).unwrap();
-        let mut shipped = RunConfig::from_file(&root.join("configs/shapes_echo.json")).unwrap();
+        let mut shipped = RunConfig::from_file(&root.join(SHIPPED_RUN)).unwrap();
         shipped.out = run.out.clone();
-        assert_eq!(
-            run, shipped,
-            "configs/shapes_echo.json is not the shipped model's run"
-        );
+        assert_eq!(run, shipped, "{SHIPPED_RUN} is not the shipped model's run");
         let (mut want, codec) = preset_model::<B>(&run, &device).unwrap();
         want.tokens = pipe.config.tokens;
         assert_eq!(pipe.config, want);
