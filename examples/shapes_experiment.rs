@@ -73,6 +73,21 @@ const SHOWCASE: [&str; 8] = [
     "a photo of a blue diamond",
 ];
 
+/// Removes a file or folder; one that is not there is not an error, any other failure is.
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What marks a run's scored images as current: the checkpoint's weights file (length and
 /// modification time) and the images per prompt.
 fn stamp(checkpoint: &Path, per_prompt: usize) -> anyhow::Result<String> {
@@ -102,6 +117,11 @@ impl BackendTask for Eval {
         let stamp_path = self.out.join("stamp.txt");
         let current = stamp(&self.checkpoint, self.per_prompt)?;
         let fresh = std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(&current);
+        if !fresh {
+            // Gone before anything is regenerated: an interrupted run must not leave half a
+            // folder marked current.
+            remove_if_present(&stamp_path)?;
+        }
         let mut results = Vec::new();
         for (name, pp) in BENCHES {
             let images = self.out.join(name).join("images");
@@ -112,11 +132,10 @@ impl BackendTask for Eval {
                 results.push(r);
                 continue;
             }
-            let _ = std::fs::remove_file(&stamp_path);
             let metadata = shapes_metadata(pp);
             let bar = ProgressBar::new(metadata.len() as u64);
             bar.set_message(format!("{} {name}", self.checkpoint.display()));
-            let _ = std::fs::remove_dir_all(&images);
+            remove_if_present(&images)?;
             let (r, _) = evaluate_shapes(
                 &pipe,
                 &metadata,
@@ -231,7 +250,14 @@ fn main() -> anyhow::Result<()> {
     for (name, runs) in &arms {
         let mut per_bench = vec![Vec::new(); BENCHES.len()];
         for (i, c) in runs.iter().enumerate() {
-            let out = args.out.join(c.out.file_name().unwrap_or_default());
+            // Each run's scores in a folder named as its run folder.
+            let folder = c.out.file_name().with_context(|| {
+                format!(
+                    "run folder {} has no name to file its scores under",
+                    c.out.display()
+                )
+            })?;
+            let out = args.out.join(folder);
             let device: DeviceSpec = c.device.parse()?;
             let (results, grid) = device.run(Eval {
                 checkpoint: c.out.clone(),
