@@ -73,10 +73,20 @@ impl<B: Backend> LinearCodec<B> {
         for i in 0..k.min(dim) {
             basis[i * dim + i] = 1.0;
         }
+        Self::from_weights(c, vec![0.0; dim], basis, device)
+    }
+
+    /// The codec `c` describes with these weights: `mean` of `3 d^2` values, `basis` of
+    /// `z_channels` rows of `3 d^2`.
+    fn from_weights(c: &AeConfig, mean: Vec<f32>, basis: Vec<f32>, device: &B::Device) -> Self {
+        let dim = mean.len();
         LinearCodec {
-            mean: Param::from_tensor(Tensor::zeros([dim], device)),
-            basis: Param::from_tensor(Tensor::from_data(TensorData::new(basis, [k, dim]), device)),
-            patch: d,
+            mean: Param::from_tensor(Tensor::from_data(TensorData::new(mean, [dim]), device)),
+            basis: Param::from_tensor(Tensor::from_data(
+                TensorData::new(basis, [c.z_channels, dim]),
+                device,
+            )),
+            patch: c.downsample(),
             scale_factor: c.scale_factor,
             shift_factor: c.shift_factor,
         }
@@ -114,13 +124,8 @@ impl<B: Backend> LinearCodec<B> {
             return Err(bad(format!("{channels} channels for {dim}-value patches")));
         }
         // Patches as rows, in the pixel codec's channel order.
-        let pixel = PixelCodec {
-            patch,
-            scale: 1.0,
-            shift: 0.0,
-        };
         let x = Tensor::<B, 4>::from_data(TensorData::new(images.to_vec(), shape), device);
-        let z = LatentCodec::<B>::encode(&pixel, x, None); // [n, dim, h/d, w/d]
+        let z = LatentCodec::<B>::encode(&raw_patches(patch), x, None); // [n, dim, h/d, w/d]
         let rows = z
             .permute([0, 2, 3, 1])
             .reshape([n * (h / patch) * (w / patch), dim]);
@@ -175,19 +180,8 @@ impl<B: Backend> LinearCodec<B> {
             scale_factor: scale,
             shift_factor: 0.0,
         };
-        let codec = LinearCodec {
-            mean: Param::from_tensor(Tensor::from_data(
-                TensorData::new(mean.iter().map(|&v| v as f32).collect(), [dim]),
-                device,
-            )),
-            basis: Param::from_tensor(Tensor::from_data(
-                TensorData::new(basis, [channels, dim]),
-                device,
-            )),
-            patch,
-            scale_factor: scale,
-            shift_factor: 0.0,
-        };
+        let mean = mean.iter().map(|&v| v as f32).collect();
+        let codec = Self::from_weights(&config, mean, basis, device);
         Ok(LinearFit {
             codec,
             explained: if total > 0.0 { kept / total } else { 1.0 },
@@ -196,11 +190,16 @@ impl<B: Backend> LinearCodec<B> {
     }
 
     fn pixel(&self) -> PixelCodec {
-        PixelCodec {
-            patch: self.patch,
-            scale: 1.0,
-            shift: 0.0,
-        }
+        raw_patches(self.patch)
+    }
+}
+
+/// Unscaled `patch x patch` pixel patches: what the components are fit to and project.
+fn raw_patches(patch: usize) -> PixelCodec {
+    PixelCodec {
+        patch,
+        scale: 1.0,
+        shift: 0.0,
     }
 }
 
