@@ -32,7 +32,6 @@ use clap::Parser;
 use echo4o::bench::geneval::shapes::{ShapesColorClassifier, ShapesDetector};
 use echo4o::bench::geneval::verify::{DetectionRewriter, GenEvalVerifier};
 use echo4o::bench::geneval::{EngineConfig, GenEvalScores, shapes_metadata};
-use echo4o::core::SamplerSettings;
 use echo4o::data::synth::backend::GeneratorBackend;
 use echo4o::data::synth::export::{ExportMode, export};
 use echo4o::data::synth::instruction::{COLORS, InstructionRecipe};
@@ -87,12 +86,9 @@ impl BackendTask for Synthesize<'_> {
         let pipeline = BagelPipeline::<B>::load(&args.model, &device)
             .with_context(|| format!("loading {}", args.model.display()))?;
         let generator = Arc::new(BagelGenerator::new(pipeline, "shapes_echo"));
-        // The tiny models' sampler (examples/quickstart): 30 timesteps, shift 1, text CFG 4.
-        let backend = GeneratorBackend::new(generator, 64, 64).with_sampler(SamplerSettings {
-            steps: Some(30),
-            shift: Some(1.0),
-            ..SamplerSettings::default()
-        });
+        // The tiny models' sampler (the shapes benchmarks' recipe): 30 timesteps, shift 1.
+        let backend = GeneratorBackend::new(generator, 64, 64)
+            .with_sampler(echo4o::bench::suite::shapes_sampler());
         let shapes = || (ShapesDetector::default(), ShapesColorClassifier);
         let mut config = JobConfig::new(args.out.join("job"));
         config.seed = args.seed;

@@ -35,15 +35,18 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod eval;
 pub mod geneval;
 pub mod geneval_pp;
 pub mod imagine;
+pub mod omnicontext;
 pub mod report;
 pub mod runner;
 mod store;
+pub mod suite;
 mod text;
 
 pub use echo4o_core::{Judge, Scorer, Verdict};
 pub use error::{Error, Result};
 pub use store::ResultStore;
-pub use text::{fill, parse_jsonl, py_json_dumps, py_round};
+pub use text::{fill, parse_jsonl, py_json_dumps, py_json_dumps_unicode, py_round};

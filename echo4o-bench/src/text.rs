@@ -122,11 +122,24 @@ mod tests {
 /// ```
 pub fn py_json_dumps(value: &serde_json::Value) -> String {
     let mut out = String::new();
-    write_py(value, &mut out);
+    write_py(value, &mut out, true);
     out
 }
 
-fn write_py(value: &serde_json::Value, out: &mut String) {
+/// Python's `json.dumps(value, ensure_ascii=False)`: as [`py_json_dumps`], but only control
+/// characters are escaped (OmniContext writes its score files so).
+///
+/// ```
+/// let v = serde_json::json!({"k": "café\n", "s": 7.0});
+/// assert_eq!(echo4o_bench::py_json_dumps_unicode(&v), r#"{"k": "café\n", "s": 7.0}"#);
+/// ```
+pub fn py_json_dumps_unicode(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_py(value, &mut out, false);
+    out
+}
+
+fn write_py(value: &serde_json::Value, out: &mut String, ascii: bool) {
     use serde_json::Value;
     match value {
         Value::Null => out.push_str("null"),
@@ -137,14 +150,14 @@ fn write_py(value: &serde_json::Value, out: &mut String) {
             (_, _, Some(f)) => out.push_str(&py_float_repr(f)),
             _ => out.push_str(&n.to_string()),
         },
-        Value::String(s) => write_py_str(s, out),
+        Value::String(s) => write_py_str(s, out, ascii),
         Value::Array(items) => {
             out.push('[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_py(v, out);
+                write_py(v, out, ascii);
             }
             out.push(']');
         }
@@ -154,16 +167,16 @@ fn write_py(value: &serde_json::Value, out: &mut String) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_py_str(k, out);
+                write_py_str(k, out, ascii);
                 out.push_str(": ");
-                write_py(v, out);
+                write_py(v, out, ascii);
             }
             out.push('}');
         }
     }
 }
 
-fn write_py_str(s: &str, out: &mut String) {
+fn write_py_str(s: &str, out: &mut String, ascii: bool) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -174,7 +187,7 @@ fn write_py_str(s: &str, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+            c if (c as u32) < 0x20 || (ascii && (c as u32) > 0x7e) => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
                     out.push_str(&format!("\\u{unit:04x}"));

@@ -28,6 +28,64 @@ pub struct SamplerSettings {
     /// Timestep shift (BAGEL: 3.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<f32>,
+    /// Guidance applies where `lo < t <= hi` (BAGEL: `[0.4, 1]` for T2I, `[0, 1]` with
+    /// references; GenEval's generation script passes `[0, 1]` for T2I too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cfg_interval: Option<(f32, f32)>,
+}
+
+/// How the output size of a request is chosen.
+///
+/// The official scripts differ here, so the rule travels with the request rather than being a
+/// generator setting: GenEval-style text-to-image asks for a fixed size, Echo-4o's OmniContext
+/// script derives it from the first input image ([`first_reference_size`]), and BAGEL's
+/// inferencer uses the last reference after the VAE resize (only the model knows that resize).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SizeRule {
+    /// `width` x `height` of the request.
+    #[default]
+    Fixed,
+    /// [`first_reference_size`] of the first reference (Echo-4o's `gen_images_omnicontext.py`).
+    FirstReference,
+    /// The last reference's size after the model's own VAE resize (BAGEL's inferencer).
+    LastReference,
+}
+
+/// Python's `round()` (ties to even), as the official scripts round sizes.
+fn py_round(x: f64) -> f64 {
+    x.round_ties_even()
+}
+
+/// Echo-4o's `apply_scale`: each side scaled, rounded, then rounded to a multiple of 16 (at
+/// least 16).
+fn apply_scale(width: u32, height: u32, scale: f64) -> (u32, u32) {
+    let divisible = |v: f64| (py_round(v / 16.0) * 16.0).max(16.0) as u32;
+    (
+        divisible(py_round(width as f64 * scale)),
+        divisible(py_round(height as f64 * scale)),
+    )
+}
+
+/// The output size Echo-4o's OmniContext script derives from the first input image of
+/// `width` x `height`: `scale = max(min(1024 / long side, 1), 512 / short side)`, applied with
+/// sides rounded to multiples of 16, then scaled down again if the long side exceeds 1024.
+///
+/// ```
+/// use echo4o_core::first_reference_size;
+/// assert_eq!(first_reference_size(800, 600), (800, 608)); // kept, rounded to the grid
+/// assert_eq!(first_reference_size(300, 200), (768, 512)); // short side raised to 512
+/// assert_eq!(first_reference_size(4000, 1000), (1024, 256)); // long side capped again
+/// ```
+pub fn first_reference_size(width: u32, height: u32) -> (u32, u32) {
+    let (w, h) = (width.max(1) as f64, height.max(1) as f64);
+    let scale = (1024.0 / w.max(h)).min(1.0).max(512.0 / w.min(h));
+    let (w, h) = apply_scale(width.max(1), height.max(1), scale);
+    if w.max(h) > 1024 {
+        apply_scale(w, h, 1024.0 / w.max(h) as f64)
+    } else {
+        (w, h)
+    }
 }
 
 /// What to generate: a prompt, optional reference images, a size and a seed.
@@ -53,6 +111,9 @@ pub struct GenerationRequest {
     pub width: u32,
     /// Output height in pixels. By default 1024.
     pub height: u32,
+    /// How the output size is chosen; `width` and `height` apply under [`SizeRule::Fixed`]. By
+    /// default fixed.
+    pub size_rule: SizeRule,
     /// Seed for every random draw. By default 0.
     pub seed: u64,
     /// How many images to return. By default 1.
@@ -70,6 +131,7 @@ impl GenerationRequest {
             references: Vec::new(),
             width: 1024,
             height: 1024,
+            size_rule: SizeRule::Fixed,
             seed: 0,
             num_images: 1,
             sampler: SamplerSettings::default(),
@@ -81,6 +143,27 @@ impl GenerationRequest {
         self.width = width;
         self.height = height;
         self
+    }
+
+    /// Sets how the output size is chosen.
+    pub fn with_size_rule(mut self, rule: SizeRule) -> Self {
+        self.size_rule = rule;
+        self
+    }
+
+    /// The output size when it does not depend on the model: `width` x `height` under
+    /// [`SizeRule::Fixed`], [`first_reference_size`] of the first reference under
+    /// [`SizeRule::FirstReference`]; `None` under [`SizeRule::LastReference`], or when the rule
+    /// needs a reference the request lacks.
+    pub fn resolved_size(&self) -> Option<(u32, u32)> {
+        match self.size_rule {
+            SizeRule::Fixed => Some((self.width, self.height)),
+            SizeRule::FirstReference => self
+                .references
+                .first()
+                .map(|r| first_reference_size(r.width(), r.height())),
+            SizeRule::LastReference => None,
+        }
     }
 
     /// Sets the seed.
@@ -147,6 +230,13 @@ pub trait Generator: Send + Sync {
 
     /// Generates `request.num_images` images for `request`.
     async fn generate(&self, request: &GenerationRequest) -> Result<Vec<RgbImage>>;
+
+    /// Whether requests may carry reference images. Evaluation asks before it starts, so a
+    /// text-only generator is refused a multi-reference benchmark at once rather than failing
+    /// item by item. By default `true`.
+    fn accepts_references(&self) -> bool {
+        true
+    }
 }
 
 /// Where a folder of pre-generated images keeps image `index` of request `id`.
@@ -323,6 +413,42 @@ mod tests {
             folder.find("00003", 0).unwrap(),
             dir.path().join("00003/0.png")
         );
+    }
+
+    #[test]
+    fn size_rules_resolve_without_the_model_where_they_can() {
+        let refs = vec![RgbImage::new(300, 200), RgbImage::new(64, 64)];
+        let req = GenerationRequest::new("1", "p").with_size(64, 32);
+        assert_eq!(req.resolved_size(), Some((64, 32)));
+        let first = req.clone().with_size_rule(SizeRule::FirstReference);
+        assert_eq!(first.resolved_size(), None, "no reference to read");
+        assert_eq!(
+            first.with_references(refs.clone()).resolved_size(),
+            Some((768, 512))
+        );
+        let last = req
+            .with_references(refs)
+            .with_size_rule(SizeRule::LastReference);
+        assert_eq!(last.resolved_size(), None);
+    }
+
+    #[test]
+    fn first_reference_size_rounds_as_python_does() {
+        // 1000 * 1.0 / 16 = 62.5 rounds to even (62): 992, not 1008.
+        assert_eq!(first_reference_size(1000, 1000), (992, 992));
+        // A large image: scale 1024/2048 = 0.5 -> 1024x768.
+        assert_eq!(first_reference_size(2048, 1536), (1024, 768));
+        // Tiny images are raised until the short side is 512.
+        assert_eq!(first_reference_size(1, 1), (512, 512));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn first_reference_size_stays_on_the_grid(w in 1u32..6000, h in 1u32..6000) {
+            let (ow, oh) = first_reference_size(w, h);
+            proptest::prop_assert!(ow % 16 == 0 && oh % 16 == 0 && ow >= 16 && oh >= 16);
+            proptest::prop_assert!(ow.max(oh) <= 1024, "{w}x{h} -> {ow}x{oh}");
+        }
     }
 
     #[test]

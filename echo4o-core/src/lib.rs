@@ -42,7 +42,7 @@ pub mod vocab;
 pub use error::{Error, Result};
 pub use generate::{
     FlatLayout, FolderGenerator, GenerationRequest, Generator, IMAGE_EXTENSIONS, ImageLayout,
-    SamplerSettings,
+    SamplerSettings, SizeRule, first_reference_size,
 };
 pub use image_io::{
     PIL_DEFAULT_JPEG_QUALITY, SAVE_JPEG_QUALITY, check_image_output, decode_image, encode_image,

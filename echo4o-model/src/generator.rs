@@ -19,7 +19,9 @@ pub type StepCallback = Arc<dyn Fn(&str, usize, usize) + Send + Sync>;
 /// Requests run one at a time on a blocking thread (the model uses every core already), each
 /// image `k` of a request with seed `request.seed + k`. Unset sampler fields take the official
 /// defaults of the task: text-to-image 4.0 / 1.0 / [0.4, 1] / global, with references
-/// 4.0 / 2.0 / [0, 1] / text_channel; shift 3, 50 timesteps.
+/// 4.0 / 2.0 / [0, 1] / text_channel; shift 3, 50 timesteps. The output size follows the
+/// request's [`SizeRule`](echo4o_core::SizeRule); references enter as VAE then ViT context each,
+/// before the text, as the official multi-reference scripts add them.
 pub struct BagelGenerator<B: Backend> {
     pipeline: Arc<Mutex<BagelPipeline<B>>>,
     name: String,
@@ -63,10 +65,15 @@ pub fn pipeline_request(req: &GenerationRequest, k: usize) -> PipelineRequest {
     if let Some(v) = s.shift {
         sampler.shift = v;
     }
+    if let Some(v) = s.cfg_interval {
+        sampler.interval = v;
+    }
     PipelineRequest {
         prompt: req.prompt.clone(),
         references: req.references.clone(),
-        size: Some((req.width, req.height)),
+        // `LastReference` (and a first-reference rule without references, which the pipeline
+        // then treats as text-to-image) leave the size to the pipeline's own VAE rule.
+        size: req.resolved_size(),
         sampler,
         seed: req.seed.wrapping_add(k as u64),
     }
@@ -109,5 +116,47 @@ where
         })
         .await
         .map_err(|e| fail(format!("generation task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use echo4o_core::{SamplerSettings, SizeRule};
+
+    #[test]
+    fn requests_map_to_the_official_recipe_of_their_task() {
+        let t2i = GenerationRequest::new("1", "p")
+            .with_size(64, 32)
+            .with_seed(7)
+            .with_sampler(SamplerSettings {
+                cfg_interval: Some((0.0, 1.0)),
+                ..Default::default()
+            });
+        let pr = pipeline_request(&t2i, 2);
+        assert_eq!((pr.size, pr.seed), (Some((64, 32)), 9));
+        assert_eq!(pr.sampler.interval, (0.0, 1.0));
+        assert_eq!(pr.sampler.cfg_img, 1.0);
+
+        let refs = vec![RgbImage::new(300, 200), RgbImage::new(640, 640)];
+        let omni = GenerationRequest::new("2", "p")
+            .with_references(refs.clone())
+            .with_size_rule(SizeRule::FirstReference);
+        let pr = pipeline_request(&omni, 0);
+        assert_eq!(
+            pr.size,
+            Some((768, 512)),
+            "Echo-4o's rule on the first image"
+        );
+        assert_eq!((pr.sampler.cfg_img, pr.sampler.interval), (2.0, (0.0, 1.0)));
+
+        let inferencer = GenerationRequest::new("3", "p")
+            .with_references(refs)
+            .with_size_rule(SizeRule::LastReference);
+        assert_eq!(
+            pipeline_request(&inferencer, 0).size,
+            None,
+            "the pipeline decides"
+        );
     }
 }

@@ -2,16 +2,14 @@
 //! OpenAI-compatible judge.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use echo4o::bench::geneval_pp::{self, GenEvalPp};
 use echo4o::bench::imagine::{self, ImagineBench, Scoring};
 use echo4o::bench::runner::{self, JudgedBenchmark, Progress, RunOptions};
-use echo4o::core::openai::{
-    DEFAULT_BASE_URL, OpenAiConfig, OpenAiJudge, RetryPolicy, is_openai_host,
-};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use super::judge_opts::JudgeOptions;
 
 /// Arguments of `echo4o bench`.
 #[derive(Debug, clap::Args)]
@@ -75,28 +73,8 @@ struct JudgeArgs {
     /// report.html.
     #[arg(long)]
     out: PathBuf,
-    /// OpenAI-compatible API base (vLLM, llama.cpp, Ollama: `http://HOST:PORT/v1`).
-    /// `user:password@` in it is sent as basic auth and never written to any output.
-    #[arg(long, default_value = DEFAULT_BASE_URL)]
-    judge_url: String,
-    /// Judge model [default: the official one: gpt-4.1 for GenEval++, gpt-4.1-2025-04-14 for
-    /// Imagine-Bench].
-    #[arg(long)]
-    judge_model: Option<String>,
-    /// Environment variable holding the judge's API key, sent as Bearer to --judge-url
-    /// [default: OPENAI_API_KEY, and only to api.openai.com: another host gets no key unless
-    /// this names one].
-    #[arg(long)]
-    api_key_env: Option<String>,
-    /// Items judged at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    concurrency: u32,
-    /// Seconds before a judge request times out (it is then retried); 1 to 86400.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    timeout: u64,
-    /// Transport retries per request (connection errors, timeouts, 429, 5xx).
-    #[arg(long, default_value_t = 6)]
-    retries: u32,
+    #[command(flatten)]
+    judge: JudgeOptions,
     /// A prompt file in the benchmark's JSONL format instead of the bundled official one.
     #[arg(long)]
     prompts: Option<PathBuf>,
@@ -105,7 +83,7 @@ struct JudgeArgs {
     dry_run: bool,
 }
 
-struct Bar(ProgressBar);
+pub(super) struct Bar(ProgressBar);
 
 impl Progress for Bar {
     fn start(&self, total: usize, done: usize) {
@@ -129,7 +107,7 @@ impl Progress for Bar {
     }
 }
 
-fn progress_bar(quiet: bool) -> Bar {
+pub(super) fn progress_bar(quiet: bool) -> Bar {
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -208,20 +186,7 @@ async fn execute<B: JudgedBenchmark>(
     if !args.images.is_dir() {
         bail!("--images {}: not a folder", args.images.display());
     }
-    let model = args
-        .judge_model
-        .clone()
-        .unwrap_or_else(|| default_model.to_string());
-    let mut config = OpenAiConfig::new(model).with_base_url(&args.judge_url);
-    if let Some(var) = &args.api_key_env {
-        config = config.with_api_key_env(var);
-    }
-    let config = config
-        .with_timeout(Duration::from_secs(args.timeout))
-        .with_retry(RetryPolicy {
-            max_retries: args.retries,
-            ..RetryPolicy::default()
-        });
+    let config = args.judge.config(default_model);
     if args.dry_run {
         let n = runner::dry_run(bench, &config, &args.images, &args.out).await?;
         println!(
@@ -231,17 +196,9 @@ async fn execute<B: JudgedBenchmark>(
         );
         return Ok(());
     }
-    if is_openai_host(&args.judge_url) && !config.has_credentials() {
-        bail!(
-            "the judge at {} needs an API key: set ${} (or name another variable \
-             with --api-key-env, or point --judge-url at a local server)",
-            args.judge_url,
-            args.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY")
-        );
-    }
-    let judge = OpenAiJudge::new(config)?;
+    let judge = args.judge.judge(default_model)?;
     let mut opts = RunOptions::new(&args.images, &args.out);
-    opts.concurrency = args.concurrency as usize;
+    opts.concurrency = args.judge.concurrency as usize;
     let bar = progress_bar(quiet);
     let outcome = runner::run(bench, &judge, &opts, &bar).await?;
     let s = &outcome.summary;

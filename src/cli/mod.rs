@@ -2,8 +2,10 @@
 
 mod bench;
 mod data;
+mod eval;
 mod generate;
 mod info;
+mod judge_opts;
 mod synth;
 mod train;
 
@@ -28,6 +30,9 @@ pub struct Args {
 enum Command {
     /// Score generated images on GenEval++ or Imagine-Bench with an OpenAI-compatible judge.
     Bench(bench::BenchArgs),
+    /// Generate a benchmark's images with any generator (resumable, shardable over GPUs and
+    /// hosts) and score them: one command from a model to a score.
+    Eval(Box<eval::EvalArgs>),
     /// Inspect, sample, convert and unpack Echo-4o-Image, Bagel parquet and JSONL datasets.
     Data(data::DataArgs),
     /// Generate an image with a BAGEL / Echo-4o checkpoint (text-to-image or multi-reference).
@@ -63,6 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Bench(a) => bench::run(a, args.quiet),
         Command::Data(a) => data::run(a, args.quiet),
+        Command::Eval(a) => eval::run(*a, args.quiet),
         Command::Generate(a) => generate::run(a, args.quiet),
         Command::Info(a) => info::run(a),
         Command::Synth(a) => synth::run(*a, args.quiet),

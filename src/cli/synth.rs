@@ -207,7 +207,7 @@ pub struct SynthArgs {
     dry_run: bool,
 }
 
-fn parse_profile(s: &str) -> Result<Profile, String> {
+pub(super) fn parse_profile(s: &str) -> Result<Profile, String> {
     Profile::from_name(s).map_err(|e| e.to_string())
 }
 
@@ -583,6 +583,7 @@ impl BackendTask for BagelJob<'_> {
             cfg_text: self.args.guidance,
             cfg_img: None,
             shift: self.args.shift,
+            cfg_interval: None,
         });
         let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
         runtime.block_on(run_job(

@@ -422,7 +422,15 @@ impl Generator for ImagesClient {
         format!("{}:{}", self.config.profile.name(), self.config.model)
     }
 
+    fn accepts_references(&self) -> bool {
+        let caps = self.config.profile.capabilities();
+        caps.edits || caps.refs_on_generations
+    }
+
     async fn generate(&self, req: &GenerationRequest) -> Result<Vec<RgbImage>> {
+        // A size rule that needs the model (the last reference after its VAE resize) has no
+        // meaning for an API: it gets the request's fixed size.
+        let (width, height) = req.resolved_size().unwrap_or((req.width, req.height));
         let references = req
             .references
             .iter()
@@ -435,7 +443,7 @@ impl Generator for ImagesClient {
             })
             .collect::<Result<Vec<_>>>()?;
         let options = ImageOptions {
-            size: Some(format!("{}x{}", req.width, req.height)),
+            size: Some(format!("{width}x{height}")),
             n: Some(req.num_images as u32),
             seed: Some(req.seed),
             steps: req.sampler.steps,

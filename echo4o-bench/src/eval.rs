@@ -1,0 +1,686 @@
+//! From any [`Generator`] to any [`Benchmark`]'s score: generate what is missing in the
+//! official layout (resumable, atomic writes), possibly as one shard of many, then score.
+//!
+//! Shard invariance is by construction: the seed of every image is [`sample_seed`] of
+//! (benchmark, item id, sample index, base seed), never of the shard or the process, and each
+//! item's images are written by exactly one shard. So 1 process or 64 GPUs on 8 hosts give the
+//! same files; [`merge`] joins shard folders (refusing two different files for one path) and the
+//! merged folder is scored once.
+//!
+//! ```no_run
+//! use echo4o_bench::eval::{generate, EvalPlan, NoGenProgress, Shard};
+//! use echo4o_bench::suite::{by_name, Options};
+//! use echo4o_core::FolderGenerator;
+//!
+//! # async fn demo() -> echo4o_bench::Result<()> {
+//! let bench = by_name("geneval-pp-shapes", &Options::default())?;
+//! let generator = FolderGenerator::new("elsewhere");
+//! let plan = EvalPlan::new("out", 42).with_shard("1/3".parse()?);
+//! let report = generate(bench.as_ref(), &generator, &plan, &NoGenProgress).await?;
+//! println!("{} generated, {} already there", report.generated, report.existing);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use echo4o_core::{GenerationRequest, Generator};
+use serde::{Deserialize, Serialize};
+
+use crate::suite::{Benchmark, crop_to_content};
+use crate::{Error, Result};
+
+/// Shard `index` of `count` (0-based, as SLURM array and Kubernetes completion indices are):
+/// item `i` belongs to shard `i % count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// This shard, `0..count`.
+    pub index: usize,
+    /// How many shards there are.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole benchmark in one shard.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Whether item `i` is this shard's.
+    pub fn owns(&self, i: usize) -> bool {
+        i % self.count == self.index
+    }
+}
+
+impl FromStr for Shard {
+    type Err = Error;
+
+    /// `I/N` with `0 <= I < N`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad =
+            |why: &str| Error::invalid("shard", format!("`{s}`: {why} (expected I/N, 0 <= I < N)"));
+        let (i, n) = s.split_once('/').ok_or_else(|| bad("no `/`"))?;
+        let index: usize = i.trim().parse().map_err(|_| bad("I is not a number"))?;
+        let count: usize = n.trim().parse().map_err(|_| bad("N is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(bad("out of range"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// The seed of image `sample` of item `id` of `benchmark` under `base`: FNV-1a (64-bit) over the
+/// four fields, each ended by a 0xff byte, then SplitMix64's finaliser. Stable across versions,
+/// platforms, shard counts and processes.
+///
+/// ```
+/// use echo4o_bench::eval::sample_seed;
+/// let a = sample_seed("geneval", "00012", 0, 42);
+/// assert_eq!(a, sample_seed("geneval", "00012", 0, 42));
+/// assert_ne!(a, sample_seed("geneval", "00012", 1, 42));
+/// assert_ne!(a, sample_seed("geneval-long", "00012", 0, 42));
+/// ```
+pub fn sample_seed(benchmark: &str, id: &str, sample: usize, base: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes.iter().chain(&[0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(benchmark.as_bytes());
+    eat(id.as_bytes());
+    eat(&(sample as u64).to_le_bytes());
+    eat(&base.to_le_bytes());
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// What to generate, where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalPlan {
+    /// The output folder: images under `images/`, the manifest `eval.json`, scores beside.
+    pub out: PathBuf,
+    /// The base seed.
+    pub seed: u64,
+    /// Images per item (`None`: the recipe's).
+    pub samples: Option<usize>,
+    /// This process's shard.
+    pub shard: Shard,
+    /// Only the first `limit` items (a smoke run); `None`: all.
+    pub limit: Option<usize>,
+}
+
+impl EvalPlan {
+    /// All items, the recipe's image count, one shard.
+    pub fn new(out: impl Into<PathBuf>, seed: u64) -> Self {
+        EvalPlan {
+            out: out.into(),
+            seed,
+            samples: None,
+            shard: Shard::ALL,
+            limit: None,
+        }
+    }
+
+    /// Sets the shard.
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    /// Sets the images per item.
+    pub fn with_samples(mut self, samples: usize) -> Self {
+        self.samples = Some(samples);
+        self
+    }
+
+    /// Limits the run to the first `n` items.
+    pub fn with_limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// The image folder.
+    pub fn images(&self) -> PathBuf {
+        self.out.join("images")
+    }
+}
+
+/// `eval.json`: what an output folder holds, so that a rerun resumes only the same plan and
+/// [`merge`] joins only shards of one evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The benchmark name.
+    pub benchmark: String,
+    /// The generator's name.
+    pub generator: String,
+    /// The base seed.
+    pub seed: u64,
+    /// Images per item.
+    pub samples: usize,
+    /// Items evaluated (after `limit`).
+    pub items: usize,
+    /// The shard this folder holds (`0/1` for a merged or unsharded folder).
+    pub shard: Shard,
+}
+
+impl Manifest {
+    fn path(out: &Path) -> PathBuf {
+        out.join("eval.json")
+    }
+
+    /// Reads `out/eval.json`.
+    pub fn read(out: &Path) -> Result<Manifest> {
+        let path = Self::path(out);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))
+    }
+
+    fn write(&self, out: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::invalid("eval.json", e.to_string()))?;
+        echo4o_core::fs::write_atomic(&Self::path(out), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Writes the manifest, or checks that the folder's existing one describes the same plan.
+    fn claim(&self, out: &Path) -> Result<()> {
+        if !Self::path(out).is_file() {
+            return self.write(out);
+        }
+        let old = Self::read(out)?;
+        if &old != self {
+            return Err(Error::invalid(
+                Self::path(out).display().to_string(),
+                format!(
+                    "this folder holds another evaluation ({}); use another --out, or remove it \
+                     to start over (this run: {})",
+                    old.describe(),
+                    self.describe()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} by {}, seed {}, {} per item, {} items, shard {}",
+            self.benchmark, self.generator, self.seed, self.samples, self.items, self.shard
+        )
+    }
+}
+
+/// Hooks for generation progress; every method defaults to doing nothing.
+pub trait GenProgress: Send + Sync {
+    /// Generation starts: `total` images for this shard, `existing` of them already written.
+    fn start(&self, _total: usize, _existing: usize) {}
+    /// An image was written (or failed).
+    fn image(&self, _id: &str, _sample: usize) {}
+    /// Generation is over.
+    fn finish(&self) {}
+}
+
+/// A [`GenProgress`] that shows nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGenProgress;
+impl GenProgress for NoGenProgress {}
+
+/// What [`generate`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationReport {
+    /// Images written by this call.
+    pub generated: usize,
+    /// Images found already written (by an earlier, interrupted run).
+    pub existing: usize,
+    /// Items whose generation failed: (item id, error). Their images are missing; a rerun
+    /// retries them.
+    pub failed: Vec<(String, String)>,
+}
+
+/// The number of images per item a plan asks of a benchmark, checked against its layout.
+fn samples_of(bench: &dyn Benchmark, plan: &EvalPlan) -> Result<usize> {
+    let recipe = bench.recipe();
+    let n = plan.samples.unwrap_or(recipe.samples);
+    if n == 0 {
+        return Err(Error::invalid("samples", "must be at least 1"));
+    }
+    if let Some(max) = recipe.max_samples
+        && n > max
+    {
+        return Err(Error::invalid(
+            "samples",
+            format!(
+                "{} holds {max} image(s) per item in its official layout; {n} asked",
+                bench.name()
+            ),
+        ));
+    }
+    Ok(n)
+}
+
+fn item_count(bench: &dyn Benchmark, plan: &EvalPlan) -> usize {
+    plan.limit
+        .map_or(bench.items().len(), |l| l.min(bench.items().len()))
+}
+
+/// Generates every image of this shard that is not yet written, in the official layout under
+/// `plan.images()`, one request per image with its [`sample_seed`]. Writes are atomic, so an
+/// interrupted run leaves only whole images, and a rerun of the same plan continues. A failed
+/// item is reported and the others go on.
+pub async fn generate(
+    bench: &dyn Benchmark,
+    generator: &dyn Generator,
+    plan: &EvalPlan,
+    progress: &dyn GenProgress,
+) -> Result<GenerationReport> {
+    let samples = samples_of(bench, plan)?;
+    let count = item_count(bench, plan);
+    let manifest = Manifest {
+        benchmark: bench.name().to_string(),
+        generator: generator.name(),
+        seed: plan.seed,
+        samples,
+        items: count,
+        shard: plan.shard,
+    };
+    if !generator.accepts_references()
+        && let Some(item) = bench.items()[..count]
+            .iter()
+            .find(|i| !i.references.is_empty())
+    {
+        return Err(Error::invalid(
+            "generator",
+            format!(
+                "{} takes no reference images, and {} items need them (item {} has {})",
+                generator.name(),
+                bench.name(),
+                item.id,
+                item.references.len()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(&plan.out).map_err(|e| Error::io(&plan.out, e))?;
+    manifest.claim(&plan.out)?;
+    let images = plan.images();
+    let recipe = bench.recipe();
+    let mine: Vec<usize> = (0..count).filter(|&i| plan.shard.owns(i)).collect();
+    let mut todo = Vec::new();
+    let mut report = GenerationReport::default();
+    for &i in &mine {
+        for k in 0..samples {
+            if bench.image_path(&images, i, k).is_file() {
+                report.existing += 1;
+            } else {
+                todo.push((i, k));
+            }
+        }
+    }
+    progress.start(mine.len() * samples, report.existing);
+    let mut failed_item = None;
+    for (i, k) in todo {
+        let item = &bench.items()[i];
+        if failed_item == Some(i) {
+            continue;
+        }
+        let outcome = async {
+            bench.prepare(&images, i)?;
+            let references = item
+                .references
+                .iter()
+                .map(|r| r.load())
+                .collect::<Result<Vec<_>>>()?;
+            let request = GenerationRequest::new(item.id.clone(), item.prompt.clone())
+                .with_size(recipe.width, recipe.height)
+                .with_size_rule(recipe.size_rule)
+                .with_references(references)
+                .with_sampler(recipe.sampler.clone())
+                .with_seed(sample_seed(bench.name(), &item.id, k, plan.seed));
+            let mut image = generator
+                .generate(&request)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::invalid("generator", "returned no image"))?;
+            if recipe.crop_to_content {
+                image = crop_to_content(&image);
+            }
+            echo4o_core::save_image(&image, &bench.image_path(&images, i, k))?;
+            Ok::<(), Error>(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => report.generated += 1,
+            Err(e) => {
+                report.failed.push((item.id.clone(), e.to_string()));
+                failed_item = Some(i);
+            }
+        }
+        progress.image(&item.id, k);
+    }
+    progress.finish();
+    Ok(report)
+}
+
+/// The paths of images a complete evaluation of `manifest` needs that `images` lacks.
+pub fn missing_images(bench: &dyn Benchmark, manifest: &Manifest, images: &Path) -> Vec<PathBuf> {
+    (0..manifest.items)
+        .flat_map(|i| (0..manifest.samples).map(move |k| (i, k)))
+        .map(|(i, k)| bench.image_path(images, i, k))
+        .filter(|p| !p.is_file())
+        .collect()
+}
+
+/// Joins the image folders of shard outputs into `out` (copying each file once; two different
+/// files for one path are an error), writes the merged manifest, and returns it. The shards
+/// must be of one evaluation (benchmark, generator, seed, samples, items) and cover every shard
+/// index once.
+pub fn merge(bench: &dyn Benchmark, out: &Path, shards: &[PathBuf]) -> Result<Manifest> {
+    if shards.is_empty() {
+        return Err(Error::invalid("merge", "no shard folders given"));
+    }
+    let mut manifests = Vec::new();
+    for dir in shards {
+        manifests.push((dir, Manifest::read(dir)?));
+    }
+    let (first_dir, first) = &manifests[0];
+    if first.benchmark != bench.name() {
+        return Err(Error::invalid(
+            "merge",
+            format!(
+                "{} holds {}, not {}",
+                first_dir.display(),
+                first.benchmark,
+                bench.name()
+            ),
+        ));
+    }
+    let mut seen: BTreeMap<usize, &PathBuf> = BTreeMap::new();
+    for (dir, m) in &manifests {
+        let same = Manifest {
+            shard: first.shard,
+            ..m.clone()
+        };
+        if &same != first || m.shard.count != first.shard.count {
+            return Err(Error::invalid(
+                "merge",
+                format!(
+                    "{} is another evaluation ({}) than {} ({})",
+                    dir.display(),
+                    m.describe(),
+                    first_dir.display(),
+                    first.describe()
+                ),
+            ));
+        }
+        if let Some(other) = seen.insert(m.shard.index, dir) {
+            return Err(Error::invalid(
+                "merge",
+                format!(
+                    "shard {} given twice: {} and {}",
+                    m.shard,
+                    other.display(),
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    let absent: Vec<String> = (0..first.shard.count)
+        .filter(|i| !seen.contains_key(i))
+        .map(|i| format!("{i}/{}", first.shard.count))
+        .collect();
+    if !absent.is_empty() {
+        return Err(Error::invalid(
+            "merge",
+            format!(
+                "shards {} are not among the folders given",
+                absent.join(", ")
+            ),
+        ));
+    }
+    let merged = Manifest {
+        shard: Shard::ALL,
+        ..first.clone()
+    };
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    merged.claim(out)?;
+    let target = out.join("images");
+    for (dir, _) in &manifests {
+        let source = dir.join("images");
+        if source.is_dir() && !same_dir(&source, &target) {
+            copy_tree(&source, &target)?;
+        }
+    }
+    Ok(merged)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Copies every file under `from` to the same relative path under `to`; an existing target
+/// with other bytes is an error (two shards wrote one path differently).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+        let entry = entry.map_err(|e| Error::io(from, e))?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let kind = entry.file_type().map_err(|e| Error::io(&src, e))?;
+        if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if kind.is_file() {
+            let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
+            match std::fs::read(&dst) {
+                Ok(existing) if existing == bytes => {}
+                Ok(_) => {
+                    return Err(Error::invalid(
+                        "merge",
+                        format!(
+                            "{} and {} differ: two shards wrote one image",
+                            src.display(),
+                            dst.display()
+                        ),
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    echo4o_core::fs::write_atomic(&dst, &bytes)?;
+                }
+                Err(e) => return Err(Error::io(&dst, e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::{Options, by_name};
+    use async_trait::async_trait;
+    use image::{Rgb, RgbImage};
+
+    /// Paints each image with bytes of its seed, so files tell which seed made them.
+    struct SeedPainter;
+
+    #[async_trait]
+    impl Generator for SeedPainter {
+        fn name(&self) -> String {
+            "seed-painter".into()
+        }
+        async fn generate(&self, req: &GenerationRequest) -> echo4o_core::Result<Vec<RgbImage>> {
+            if req.prompt.contains("fail me") {
+                return Err(echo4o_core::Error::Generator {
+                    generator: self.name(),
+                    message: "asked to".into(),
+                });
+            }
+            let b = req.seed.to_le_bytes();
+            Ok(vec![RgbImage::from_pixel(
+                req.width,
+                req.height,
+                Rgb([b[0], b[1], b[2]]),
+            )])
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn shards_parse_and_partition() {
+        let s: Shard = "2/3".parse().unwrap();
+        assert_eq!((s.index, s.count, s.to_string()), (2, 3, "2/3".to_string()));
+        for bad in ["3/3", "1", "a/2", "0/0", "-1/2"] {
+            let err = bad.parse::<Shard>().unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+        let owners: Vec<usize> = (0..7)
+            .map(|i| {
+                (0..3)
+                    .filter(|&j| Shard { index: j, count: 3 }.owns(i))
+                    .count()
+            })
+            .collect();
+        assert_eq!(owners, vec![1; 7]);
+    }
+
+    #[test]
+    fn seeds_are_pinned() {
+        // Changing the rule changes every image of every evaluation: this must not happen
+        // silently.
+        assert_eq!(
+            sample_seed("geneval", "00000", 0, 42),
+            0xc4a5_a62d_e654_1bf2
+        );
+    }
+
+    #[test]
+    fn sharded_runs_write_the_same_files_as_one_and_resume() {
+        let bench = by_name("geneval-pp-shapes", &Options::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let one = EvalPlan::new(dir.path().join("one"), 7)
+            .with_limit(5)
+            .with_samples(2);
+        let r = block_on(generate(bench.as_ref(), &SeedPainter, &one, &NoGenProgress)).unwrap();
+        assert_eq!((r.generated, r.existing), (10, 0));
+        let again = block_on(generate(bench.as_ref(), &SeedPainter, &one, &NoGenProgress)).unwrap();
+        assert_eq!((again.generated, again.existing), (0, 10));
+
+        let mut shards = Vec::new();
+        for i in 0..3 {
+            let plan = EvalPlan {
+                out: dir.path().join(format!("s{i}")),
+                shard: Shard { index: i, count: 3 },
+                ..one.clone()
+            };
+            block_on(generate(
+                bench.as_ref(),
+                &SeedPainter,
+                &plan,
+                &NoGenProgress,
+            ))
+            .unwrap();
+            shards.push(plan.out);
+        }
+        let merged_dir = dir.path().join("merged");
+        let m = merge(bench.as_ref(), &merged_dir, &shards).unwrap();
+        assert_eq!(m, Manifest::read(&dir.path().join("one")).unwrap());
+        assert!(missing_images(bench.as_ref(), &m, &merged_dir.join("images")).is_empty());
+        for i in 0..5 {
+            for k in 0..2 {
+                let a = std::fs::read(bench.image_path(&one.images(), i, k)).unwrap();
+                let b = std::fs::read(bench.image_path(&merged_dir.join("images"), i, k)).unwrap();
+                assert_eq!(a, b, "item {i} sample {k}");
+            }
+            let meta = format!("{i:05}/metadata.jsonl");
+            assert_eq!(
+                std::fs::read(one.images().join(&meta)).unwrap(),
+                std::fs::read(merged_dir.join("images").join(&meta)).unwrap()
+            );
+        }
+
+        // Incomplete, repeated or foreign shard sets are refused.
+        let err = merge(bench.as_ref(), &dir.path().join("m2"), &shards[..2]).unwrap_err();
+        assert!(err.to_string().contains("shards 2/3"), "{err}");
+        let twice = vec![shards[0].clone(), shards[0].clone(), shards[1].clone()];
+        let err = merge(bench.as_ref(), &dir.path().join("m3"), &twice).unwrap_err();
+        assert!(err.to_string().contains("given twice"), "{err}");
+        let err = merge(
+            bench.as_ref(),
+            &dir.path().join("m4"),
+            &[dir.path().join("one"), shards[0].clone()],
+        );
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn another_plan_in_the_same_folder_is_refused() {
+        let bench = by_name("geneval-shapes", &Options::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let plan = EvalPlan::new(dir.path(), 1).with_limit(1).with_samples(1);
+        block_on(generate(
+            bench.as_ref(),
+            &SeedPainter,
+            &plan,
+            &NoGenProgress,
+        ))
+        .unwrap();
+        let other = EvalPlan { seed: 2, ..plan };
+        let err = block_on(generate(
+            bench.as_ref(),
+            &SeedPainter,
+            &other,
+            &NoGenProgress,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("another evaluation") && err.contains("seed 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_layout_limits_samples_and_failures_are_reported() {
+        let bench = by_name("geneval-pp", &Options::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let plan = EvalPlan::new(dir.path(), 1).with_samples(2);
+        let err = block_on(generate(
+            bench.as_ref(),
+            &SeedPainter,
+            &plan,
+            &NoGenProgress,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("1 image(s) per item"), "{err}");
+
+        let plan = EvalPlan::new(dir.path(), 1).with_limit(2);
+        let r = block_on(generate(
+            bench.as_ref(),
+            &SeedPainter,
+            &plan,
+            &NoGenProgress,
+        ))
+        .unwrap();
+        assert_eq!(r.generated, 2);
+        assert!(dir.path().join("images/1.jpg").is_file());
+    }
+}
