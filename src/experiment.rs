@@ -906,3 +906,26 @@ fn run_on<B: Backend>(
         seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shapes_benchmarks_recipe_is_the_tiny_sampler() {
+        // `echo4o eval --bench geneval-*-shapes` and the experiment must score the same way.
+        let recipe = echo4o_bench::suite::shapes_sampler();
+        let tiny = tiny_sampler();
+        assert_eq!(recipe.steps, Some(tiny.num_timesteps as u32));
+        assert_eq!(recipe.shift, Some(tiny.shift));
+        let t2i = SamplerConfig::text_to_image();
+        assert_eq!(
+            (tiny.cfg_text, tiny.cfg_img, tiny.interval),
+            (t2i.cfg_text, t2i.cfg_img, t2i.interval)
+        );
+        assert_eq!(
+            (recipe.cfg_text, recipe.cfg_img, recipe.cfg_interval),
+            (None, None, None)
+        );
+    }
+}

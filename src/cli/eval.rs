@@ -224,6 +224,9 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
         bail!("--bench, --generator and --out are required");
     };
     let bench = benchmark(name, &args.common)?;
+    if !args.no_score {
+        bench.check_scorable()?;
+    }
     let mut plan = EvalPlan::new(out, args.seed).with_shard(args.shard);
     plan.samples = args.samples.map(|n| n as usize);
     plan.limit = args.limit;

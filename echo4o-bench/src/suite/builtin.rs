@@ -127,19 +127,23 @@ impl Benchmark for GenEvalSuite {
         false
     }
 
-    async fn score(&self, images: &Path, out: &Path, _ctx: &ScoreContext<'_>) -> Result<Summary> {
-        if !self.shapes {
-            return Err(Error::invalid(
-                "detector",
-                format!(
-                    "{} on real images needs GenEval's Mask2Former detector and CLIP color \
-                     classifier, which echo4o does not ship yet; the images are in {} in the \
-                     official layout, for the official evaluate_images.py",
-                    self.name,
-                    images.display()
-                ),
-            ));
+    fn check_scorable(&self) -> Result<()> {
+        if self.shapes {
+            return Ok(());
         }
+        Err(Error::invalid(
+            "detector",
+            format!(
+                "{} on real images needs GenEval's Mask2Former detector and CLIP color \
+                 classifier, which echo4o does not ship yet; generate with --no-score and score \
+                 the folder (official layout) with the official evaluate_images.py",
+                self.name
+            ),
+        ))
+    }
+
+    async fn score(&self, images: &Path, out: &Path, _ctx: &ScoreContext<'_>) -> Result<Summary> {
+        self.check_scorable()?;
         let (_, _) = geneval::shapes::score_folder(images, out)?;
         read_summary(out)
     }

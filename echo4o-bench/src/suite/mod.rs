@@ -138,6 +138,11 @@ pub trait Benchmark: Send + Sync {
     fn prepare(&self, _images: &Path, _index: usize) -> Result<()> {
         Ok(())
     }
+    /// Whether this build can score the benchmark at all; checked before any generation, so a
+    /// user does not generate thousands of images to learn that. By default yes.
+    fn check_scorable(&self) -> Result<()> {
+        Ok(())
+    }
     /// Whether scoring needs a judge (`ScoreContext::judge`).
     fn needs_judge(&self) -> bool;
     /// The judge model the official script uses, for judged benchmarks.

@@ -21,12 +21,17 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
+mod merge;
+mod scored;
+
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use echo4o_core::{GenerationRequest, Generator};
 use serde::{Deserialize, Serialize};
+
+pub use merge::merge;
+pub use scored::{ScoredImage, score_with};
 
 use crate::suite::{Benchmark, crop_to_content};
 use crate::{Error, Result};
@@ -194,7 +199,7 @@ impl Manifest {
     }
 
     /// Writes the manifest, or checks that the folder's existing one describes the same plan.
-    fn claim(&self, out: &Path) -> Result<()> {
+    pub(crate) fn claim(&self, out: &Path) -> Result<()> {
         if !Self::path(out).is_file() {
             return self.write(out);
         }
@@ -213,7 +218,7 @@ impl Manifest {
         Ok(())
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{} by {}, seed {}, {} per item, {} items, shard {}",
             self.benchmark, self.generator, self.seed, self.samples, self.items, self.shard
@@ -381,130 +386,6 @@ pub fn missing_images(bench: &dyn Benchmark, manifest: &Manifest, images: &Path)
         .collect()
 }
 
-/// Joins the image folders of shard outputs into `out` (copying each file once; two different
-/// files for one path are an error), writes the merged manifest, and returns it. The shards
-/// must be of one evaluation (benchmark, generator, seed, samples, items) and cover every shard
-/// index once.
-pub fn merge(bench: &dyn Benchmark, out: &Path, shards: &[PathBuf]) -> Result<Manifest> {
-    if shards.is_empty() {
-        return Err(Error::invalid("merge", "no shard folders given"));
-    }
-    let mut manifests = Vec::new();
-    for dir in shards {
-        manifests.push((dir, Manifest::read(dir)?));
-    }
-    let (first_dir, first) = &manifests[0];
-    if first.benchmark != bench.name() {
-        return Err(Error::invalid(
-            "merge",
-            format!(
-                "{} holds {}, not {}",
-                first_dir.display(),
-                first.benchmark,
-                bench.name()
-            ),
-        ));
-    }
-    let mut seen: BTreeMap<usize, &PathBuf> = BTreeMap::new();
-    for (dir, m) in &manifests {
-        let same = Manifest {
-            shard: first.shard,
-            ..m.clone()
-        };
-        if &same != first || m.shard.count != first.shard.count {
-            return Err(Error::invalid(
-                "merge",
-                format!(
-                    "{} is another evaluation ({}) than {} ({})",
-                    dir.display(),
-                    m.describe(),
-                    first_dir.display(),
-                    first.describe()
-                ),
-            ));
-        }
-        if let Some(other) = seen.insert(m.shard.index, dir) {
-            return Err(Error::invalid(
-                "merge",
-                format!(
-                    "shard {} given twice: {} and {}",
-                    m.shard,
-                    other.display(),
-                    dir.display()
-                ),
-            ));
-        }
-    }
-    let absent: Vec<String> = (0..first.shard.count)
-        .filter(|i| !seen.contains_key(i))
-        .map(|i| format!("{i}/{}", first.shard.count))
-        .collect();
-    if !absent.is_empty() {
-        return Err(Error::invalid(
-            "merge",
-            format!(
-                "shards {} are not among the folders given",
-                absent.join(", ")
-            ),
-        ));
-    }
-    let merged = Manifest {
-        shard: Shard::ALL,
-        ..first.clone()
-    };
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    merged.claim(out)?;
-    let target = out.join("images");
-    for (dir, _) in &manifests {
-        let source = dir.join("images");
-        if source.is_dir() && !same_dir(&source, &target) {
-            copy_tree(&source, &target)?;
-        }
-    }
-    Ok(merged)
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
-}
-
-/// Copies every file under `from` to the same relative path under `to`; an existing target
-/// with other bytes is an error (two shards wrote one path differently).
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
-        let entry = entry.map_err(|e| Error::io(from, e))?;
-        let src = entry.path();
-        let dst = to.join(entry.file_name());
-        let kind = entry.file_type().map_err(|e| Error::io(&src, e))?;
-        if kind.is_dir() {
-            copy_tree(&src, &dst)?;
-        } else if kind.is_file() {
-            let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
-            match std::fs::read(&dst) {
-                Ok(existing) if existing == bytes => {}
-                Ok(_) => {
-                    return Err(Error::invalid(
-                        "merge",
-                        format!(
-                            "{} and {} differ: two shards wrote one image",
-                            src.display(),
-                            dst.display()
-                        ),
-                    ));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    echo4o_core::fs::write_atomic(&dst, &bytes)?;
-                }
-                Err(e) => return Err(Error::io(&dst, e)),
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,6 +509,89 @@ mod tests {
             &[dir.path().join("one"), shards[0].clone()],
         );
         assert!(err.is_err());
+    }
+
+    /// A downstream scorer: the red channel of the first pixel, failing on item 00001.
+    struct Red(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl echo4o_core::Scorer for Red {
+        type Item = crate::suite::EvalItem;
+        async fn score(
+            &self,
+            item: &crate::suite::EvalItem,
+            image: &RgbImage,
+        ) -> echo4o_core::Result<echo4o_core::Verdict> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if item.id == "00001" {
+                return Err(echo4o_core::Error::invalid("red", "no opinion"));
+            }
+            let r = f64::from(image.get_pixel(0, 0).0[0]);
+            Ok(echo4o_core::Verdict {
+                score: r,
+                passed: Some(r > 127.0),
+                reason: format!("red {r}"),
+                details: serde_json::Value::Null,
+                usage: echo4o_core::Usage::default(),
+            })
+        }
+    }
+
+    #[test]
+    fn any_scorer_plugs_in_and_resumes() {
+        let bench = by_name("geneval-shapes", &Options::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let plan = EvalPlan::new(dir.path(), 5).with_limit(3).with_samples(2);
+        block_on(generate(
+            bench.as_ref(),
+            &SeedPainter,
+            &plan,
+            &NoGenProgress,
+        ))
+        .unwrap();
+        let red = Red(Default::default());
+        let s = block_on(score_with(
+            bench.as_ref(),
+            &red,
+            dir.path(),
+            2,
+            &crate::runner::NoProgress,
+        ))
+        .unwrap();
+        assert_eq!(red.0.load(std::sync::atomic::Ordering::SeqCst), 6);
+        assert_eq!((s.scored, s.failures.len()), (4, 2));
+        assert!(s.failures[0].1.contains("no opinion"), "{:?}", s.failures);
+        let reds: Vec<f64> = [0usize, 2]
+            .iter()
+            .flat_map(|&i| (0..2).map(move |k| (i, k)))
+            .map(|(i, k)| {
+                let seed = sample_seed("geneval-shapes", &format!("{i:05}"), k, 5);
+                f64::from(seed.to_le_bytes()[0])
+            })
+            .collect();
+        let want = reds.iter().sum::<f64>() / 4.0;
+        assert_eq!(
+            s.categories.len(),
+            1,
+            "the first three items are single_object"
+        );
+        assert!((s.overall - want).abs() < 1e-9, "{} vs {want}", s.overall);
+        assert!(dir.path().join("report.html").is_file());
+
+        let again = block_on(score_with(
+            bench.as_ref(),
+            &red,
+            dir.path(),
+            2,
+            &crate::runner::NoProgress,
+        ))
+        .unwrap();
+        assert_eq!(
+            red.0.load(std::sync::atomic::Ordering::SeqCst),
+            6,
+            "all resumed"
+        );
+        assert_eq!((again.resumed, again.overall), (6, s.overall));
     }
 
     #[test]

@@ -1,0 +1,244 @@
+//! `echo4o eval` as a user runs it, with the shipped shapes model: 3 shards merged give the same
+//! bytes and the same scores as 1 shard, reruns resume, and wrong inputs get clear errors.
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/checkpoints/shapes_echo");
+
+fn echo4o(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_echo4o"))
+        .arg("--quiet")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = echo4o(args);
+    assert!(
+        out.status.success(),
+        "echo4o {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn err(args: &[&str]) -> String {
+    let out = echo4o(args);
+    assert!(!out.status.success(), "echo4o {args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Every file under `dir`, relative path -> bytes.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The scores of a summary, without what legitimately differs (paths, timings).
+fn scores(out: &Path) -> serde_json::Value {
+    let mut s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let m = s.as_object_mut().unwrap();
+    for k in ["images", "elapsed_s"] {
+        m.remove(k);
+    }
+    s
+}
+
+/// The verdict of every image, in order, without its path.
+fn verdicts(out: &Path) -> Vec<(bool, String)> {
+    std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["correct"].as_bool().unwrap(),
+                v["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn three_shards_merged_equal_one_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).display().to_string();
+    let common = [
+        "--bench",
+        "geneval-pp-shapes",
+        "--generator",
+        &format!("bagel:{MODEL}"),
+        "--limit",
+        "8",
+        "--samples",
+        "2",
+    ];
+    let one = d("one");
+    let table = ok(&[&["eval"][..], &common, &["--out", &one]].concat());
+    assert!(table.is_empty(), "--quiet prints nothing: {table}");
+    let mut shards = Vec::new();
+    for i in 0..3 {
+        let s = d(&format!("shard{i}"));
+        ok(&[
+            &["eval"][..],
+            &common,
+            &["--out", &s, "--shard", &format!("{i}/3")],
+        ]
+        .concat());
+        assert!(
+            !Path::new(&s).join("summary.json").exists(),
+            "a shard does not score"
+        );
+        shards.push(s);
+    }
+    let merged = d("merged");
+    ok(&[
+        &["eval", "merge", "--out", &merged][..],
+        &shards.iter().map(String::as_str).collect::<Vec<_>>(),
+    ]
+    .concat());
+
+    let (a, b) = (
+        files(&dir.path().join("one/images")),
+        files(&dir.path().join("merged/images")),
+    );
+    assert_eq!(a.len(), 8 * 3, "8 folders: metadata + 2 samples each");
+    assert!(
+        a == b,
+        "the merged images are byte-identical to the single run's"
+    );
+    assert_eq!(
+        scores(&dir.path().join("one")),
+        scores(&dir.path().join("merged"))
+    );
+    assert_eq!(
+        verdicts(&dir.path().join("one")),
+        verdicts(&dir.path().join("merged"))
+    );
+
+    // A rerun finds everything written and only scores again.
+    let before = files(&dir.path().join("one/images"));
+    ok(&[&["eval"][..], &common, &["--out", &one]].concat());
+    assert!(before == files(&dir.path().join("one/images")));
+
+    // Another plan in the same folder, a shard set with a hole, a stray shard.
+    let e = err(&[&["eval"][..], &common, &["--out", &one, "--seed", "7"]].concat());
+    assert!(
+        e.contains("another evaluation") && e.contains("seed 42"),
+        "{e}"
+    );
+    let e = err(&["eval", "merge", "--out", &d("m2"), &shards[0], &shards[2]]);
+    assert!(e.contains("shards 1/3"), "{e}");
+}
+
+#[test]
+fn folder_generators_score_images_made_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = dir.path().join("made");
+    ok(&[
+        "eval",
+        "--bench",
+        "geneval-shapes",
+        "--generator",
+        &format!("bagel:{MODEL}"),
+        "--limit",
+        "3",
+        "--samples",
+        "1",
+        "--no-score",
+        "--out",
+        made.to_str().unwrap(),
+    ]);
+    assert!(!made.join("summary.json").exists());
+    let scored = dir.path().join("scored");
+    ok(&[
+        "eval",
+        "--bench",
+        "geneval-shapes",
+        "--generator",
+        &format!("folder:{}", made.join("images").display()),
+        "--out",
+        scored.to_str().unwrap(),
+    ]);
+    assert_eq!(verdicts(&scored).len(), 3);
+}
+
+#[test]
+fn wrong_inputs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o").display().to_string();
+    let base = ["eval", "--generator", "folder:x", "--out", &out];
+    let e = err(&[&base[..], &["--bench", "genevall"]].concat());
+    assert!(
+        e.contains("unknown name \"genevall\"") && e.contains("geneval-pp-shapes"),
+        "{e}"
+    );
+    let e = err(&[&base[..], &["--bench", "omnicontext"]].concat());
+    assert!(e.contains("--data"), "{e}");
+    let e = err(&[
+        "eval",
+        "--bench",
+        "geneval",
+        "--generator",
+        "dalle:x",
+        "--out",
+        &out,
+    ]);
+    assert!(e.contains("unknown generator kind"), "{e}");
+    let e = err(&[
+        &["eval", "--bench", "geneval-pp"][..],
+        &[
+            "--generator",
+            &format!("bagel:{MODEL}"),
+            "--out",
+            &out,
+            "--samples",
+            "2",
+        ],
+    ]
+    .concat());
+    assert!(e.contains("1 image(s) per item"), "{e}");
+    let e = err(&[
+        "eval",
+        "--bench",
+        "geneval",
+        "--generator",
+        &format!("bagel:{MODEL}"),
+        "--out",
+        &out,
+        "--shard",
+        "3/3",
+    ]);
+    assert!(e.contains("3/3"), "{e}");
+    // GenEval on real images needs the COCO detector: said before anything is generated.
+    let e = err(&[
+        "eval",
+        "--bench",
+        "geneval",
+        "--generator",
+        &format!("bagel:{MODEL}"),
+        "--out",
+        &out,
+        "--limit",
+        "1",
+    ]);
+    assert!(e.contains("Mask2Former") && e.contains("--no-score"), "{e}");
+    assert!(!dir.path().join("o/images").exists());
+}
