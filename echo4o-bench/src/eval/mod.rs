@@ -594,6 +594,44 @@ mod tests {
         assert_eq!((again.resumed, again.overall), (6, s.overall));
     }
 
+    struct TextOnly;
+
+    #[async_trait]
+    impl Generator for TextOnly {
+        fn name(&self) -> String {
+            "text-only".into()
+        }
+        async fn generate(&self, _: &GenerationRequest) -> echo4o_core::Result<Vec<RgbImage>> {
+            unreachable!("refused before any request")
+        }
+        fn accepts_references(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_text_only_generator_is_refused_references_before_any_work() {
+        use crate::omnicontext::{Item, OmniContext};
+        use crate::suite::ReferenceImage;
+        let bench = OmniContext::with_items(vec![Item {
+            key: "k".into(),
+            task_type: "multi_object".into(),
+            instruction: "put them together".into(),
+            language: "en".into(),
+            inputs: vec![ReferenceImage::File("a.png".into()); 2],
+        }]);
+        let dir = tempfile::tempdir().unwrap();
+        let plan = EvalPlan::new(dir.path().join("o"), 1);
+        let err = block_on(generate(&bench, &TextOnly, &plan, &NoGenProgress))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("text-only takes no reference images") && err.contains("item k has 2"),
+            "{err}"
+        );
+        assert!(!dir.path().join("o").exists(), "nothing written");
+    }
+
     #[test]
     fn another_plan_in_the_same_folder_is_refused() {
         let bench = by_name("geneval-shapes", &Options::default()).unwrap();
