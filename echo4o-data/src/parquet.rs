@@ -17,7 +17,7 @@ use std::sync::Arc;
 use arrow_array::builder::{BinaryBuilder, ListBuilder, StringBuilder};
 use arrow_array::{
     Array, ArrayRef, BinaryArray, LargeBinaryArray, LargeStringArray, ListArray, RecordBatch,
-    StringArray,
+    StringArray, StructArray,
 };
 use echo4o_core::{DataSource, Sample, SampleImage};
 use parquet::arrow::ArrowWriter;
@@ -61,19 +61,24 @@ fn schema_error(path: &Path, message: String) -> Error {
     }
 }
 
-fn binary_at(col: &dyn Array, i: usize) -> Option<Vec<u8>> {
+/// The bytes of cell `i` of a binary column (`Binary`, `LargeBinary`, or the `datasets` Image
+/// feature's struct of `bytes` and `path`); `None` for a null or another type.
+pub fn binary_at(col: &dyn Array, i: usize) -> Option<Vec<u8>> {
     if i >= col.len() || col.is_null(i) {
         return None;
     }
     if let Some(a) = col.as_any().downcast_ref::<BinaryArray>() {
         return Some(a.value(i).to_vec());
     }
-    col.as_any()
-        .downcast_ref::<LargeBinaryArray>()
-        .map(|a| a.value(i).to_vec())
+    if let Some(a) = col.as_any().downcast_ref::<LargeBinaryArray>() {
+        return Some(a.value(i).to_vec());
+    }
+    let s = col.as_any().downcast_ref::<StructArray>()?;
+    binary_at(s.column_by_name("bytes")?.as_ref(), i)
 }
 
-fn string_at(col: &dyn Array, i: usize) -> Option<String> {
+/// The text of cell `i` of a `Utf8` or `LargeUtf8` column; `None` for a null or another type.
+pub fn string_at(col: &dyn Array, i: usize) -> Option<String> {
     if i >= col.len() || col.is_null(i) {
         return None;
     }

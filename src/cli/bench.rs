@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use echo4o::bench::geneval_pp::{self, GenEvalPp};
 use echo4o::bench::imagine::{self, ImagineBench, Scoring};
 use echo4o::bench::runner::{self, JudgedBenchmark, Progress, RunOptions};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::judge_opts::JudgeOptions;
 
@@ -108,16 +108,9 @@ impl Progress for Bar {
 }
 
 pub(super) fn progress_bar(quiet: bool) -> Bar {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} judged, {msg} failed, {per_sec}, ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = super::styled_bar(
+        quiet,
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} judged, {msg} failed, {per_sec}, ETA {eta}",
     );
     bar.set_message("0");
     Bar(bar)

@@ -16,7 +16,7 @@ use echo4o::model::burn::tensor::backend::Backend;
 use echo4o::model::generator::BagelGenerator;
 use echo4o::model::pipeline::BagelPipeline;
 use echo4o::model::{BackendTask, DeviceSpec};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::judge_opts::JudgeOptions;
 
@@ -197,18 +197,10 @@ impl GenProgress for Bar {
 }
 
 fn generation_bar(quiet: bool) -> Bar {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} images, {per_sec}, ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    Bar(bar)
+    Bar(super::styled_bar(
+        quiet,
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} images, {per_sec}, ETA {eta}",
+    ))
 }
 
 pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {

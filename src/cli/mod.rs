@@ -46,6 +46,21 @@ enum Command {
     Train(train::TrainArgs),
 }
 
+/// A progress bar of `template` (hidden with `--quiet`); a bad template falls back to the plain
+/// bar rather than failing a long run over its decoration.
+pub(crate) fn styled_bar(quiet: bool, template: &str) -> indicatif::ProgressBar {
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// Sets up `tracing` on stderr at the level the flags ask for.
 pub fn init_tracing(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{Array, BinaryArray, LargeBinaryArray, LargeStringArray, ListArray, RecordBatch};
-use arrow_array::{StringArray, StructArray};
+use arrow_array::{Array, ListArray, RecordBatch};
+use echo4o_data::parquet::{binary_at, string_at};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Deserialize;
 
@@ -179,33 +179,6 @@ fn column<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a dyn
                 format!("no column `{name}` (columns: {})", have.join(", ")),
             )
         })
-}
-
-fn string_at(col: &dyn Array, i: usize) -> Option<String> {
-    if col.is_null(i) {
-        return None;
-    }
-    if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
-        return Some(a.value(i).to_string());
-    }
-    col.as_any()
-        .downcast_ref::<LargeStringArray>()
-        .map(|a| a.value(i).to_string())
-}
-
-fn binary_at(col: &dyn Array, i: usize) -> Option<Vec<u8>> {
-    if col.is_null(i) {
-        return None;
-    }
-    if let Some(a) = col.as_any().downcast_ref::<BinaryArray>() {
-        return Some(a.value(i).to_vec());
-    }
-    if let Some(a) = col.as_any().downcast_ref::<LargeBinaryArray>() {
-        return Some(a.value(i).to_vec());
-    }
-    // The `datasets` Image feature: a struct of `bytes` and `path`.
-    let s = col.as_any().downcast_ref::<StructArray>()?;
-    binary_at(s.column_by_name("bytes")?.as_ref(), i)
 }
 
 fn read_parquet(path: &Path) -> Result<Vec<Item>> {
