@@ -114,6 +114,21 @@ fn a_saved_run_resumes_exactly() {
     }
     // The saved EMA folder is a loadable checkpoint.
     BagelPipeline::<Flex>::load(&dir.path().join("ckpt"), &FlexDevice).unwrap();
+
+    // A second save replaces the state whole, leaving no temporary folder behind.
+    resumed.save(&dir.path().join("ckpt")).unwrap();
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("ckpt"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("train_state"))
+        .collect();
+    assert_eq!(names, vec!["train_state".to_string()]);
+    // A save killed between its two renames left only the new state: resume takes it.
+    let ckpt = dir.path().join("ckpt");
+    std::fs::rename(ckpt.join("train_state"), ckpt.join("train_state.new")).unwrap();
+    let again = Trainer::<B>::resume(&ckpt, None, &FlexDevice).unwrap();
+    assert_eq!(again.step_count(), 5);
+    assert!(ckpt.join("train_state/state.json").is_file());
 }
 
 #[test]

@@ -284,6 +284,24 @@ fn optimizer<B: AutodiffBackend>(s: &TrainSettings) -> OptimizerAdaptor<AdamW, B
 
 /// A training-state file that cannot be read or written (not a weights mismatch: a missing
 /// `state.json` must say so).
+/// Replaces the folder `to` by the complete folder `from`: `to` moves aside, `from` takes its
+/// place, the old one is removed.
+fn swap_in(from: &Path, to: &Path) -> Result<(), Error> {
+    let io = |p: &Path, e| Error::Core(echo4o_core::Error::io(p, e));
+    let old = to.with_extension("old");
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+    }
+    if to.exists() {
+        std::fs::rename(to, &old).map_err(|e| io(to, e))?;
+    }
+    std::fs::rename(from, to).map_err(|e| io(from, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+    }
+    Ok(())
+}
+
 fn state_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::TrainState {
         path: path.display().to_string(),
@@ -487,25 +505,32 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
         save_checkpoint(dir, &self.ema, &self.codec, &self.config)?;
         self.tokenizer.save(&dir.join("tokenizer.json"))?;
+        // The train state is written whole into a fresh folder, then swapped in: a run killed
+        // mid-save keeps the previous state (and burn's recorder never overwrites a file).
         let state = dir.join("train_state");
-        std::fs::create_dir_all(&state)
-            .map_err(|e| Error::Core(echo4o_core::Error::io(&state, e)))?;
+        let fresh = dir.join("train_state.new");
+        let io = |p: &Path, e| Error::Core(echo4o_core::Error::io(p, e));
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh).map_err(|e| io(&fresh, e))?;
+        }
+        std::fs::create_dir_all(&fresh).map_err(|e| io(&fresh, e))?;
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         if let Some(model) = &self.model {
             model
                 .clone()
-                .save_file(state.join("model"), &recorder)
-                .map_err(|e| state_error(&state.join("model.mpk"), e))?;
+                .save_file(fresh.join("model"), &recorder)
+                .map_err(|e| state_error(&fresh.join("model.mpk"), e))?;
         }
-        Recorder::<B>::record(&recorder, self.optim.to_record(), state.join("optim"))
-            .map_err(|e| state_error(&state.join("optim.mpk"), e))?;
+        Recorder::<B>::record(&recorder, self.optim.to_record(), fresh.join("optim"))
+            .map_err(|e| state_error(&fresh.join("optim.mpk"), e))?;
         let json = serde_json::to_string_pretty(&TrainState {
             step: self.step,
             settings: self.settings.clone(),
         })
-        .map_err(|e| state_error(&state, e))?;
-        echo4o_core::fs::write_atomic(&state.join("state.json"), json.as_bytes())
-            .map_err(Error::Core)
+        .map_err(|e| state_error(&fresh, e))?;
+        echo4o_core::fs::write_atomic(&fresh.join("state.json"), json.as_bytes())
+            .map_err(Error::Core)?;
+        swap_in(&fresh, &state)
     }
 
     /// Continues the run saved in `dir` by [`Trainer::save`]; `steps` (if given) replaces the
@@ -513,6 +538,11 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn resume(dir: &Path, steps: Option<usize>, device: &B::Device) -> Result<Self, Error> {
         let pipeline = BagelPipeline::<B::InnerBackend>::load(dir, device)?;
         let state_dir = dir.join("train_state");
+        // A save killed between its two renames left only the complete new folder.
+        let fresh = dir.join("train_state.new");
+        if !state_dir.exists() && fresh.join("state.json").is_file() {
+            swap_in(&fresh, &state_dir)?;
+        }
         let path = state_dir.join("state.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::Core(echo4o_core::Error::io(&path, e)))?;
