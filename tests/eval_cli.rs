@@ -242,3 +242,49 @@ fn wrong_inputs_are_named() {
     assert!(e.contains("Mask2Former") && e.contains("--no-score"), "{e}");
     assert!(!dir.path().join("o/images").exists());
 }
+
+/// A judged benchmark end to end through `eval`: a folder of 3 GenEval++ images with `--limit 3`
+/// is judged by a local server, and only those 3 items are scored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_judged_benchmark_scores_only_its_limited_items() {
+    use echo4o_testutil::{MockReply, MockServer};
+    let server =
+        MockServer::start(|_, _| MockReply::content(r#"{"correct": 1, "reason": "ok"}"#)).await;
+    let dir = tempfile::tempdir().unwrap();
+    for line in 1..=3 {
+        let img = image::RgbImage::from_pixel(16, 16, image::Rgb([line * 40, 0, 0]));
+        echo4o::core::save_image(&img, &dir.path().join(format!("gen/{line}.jpg"))).unwrap();
+    }
+    let out = dir.path().join("out");
+    let (gen_dir, out_s, url) = (
+        format!("folder:{}", dir.path().join("gen").display()),
+        out.display().to_string(),
+        server.base_url(),
+    );
+    let stdout = tokio::task::spawn_blocking(move || {
+        ok(&[
+            "eval",
+            "--bench",
+            "geneval-pp",
+            "--generator",
+            &gen_dir,
+            "--out",
+            &out_s,
+            "--limit",
+            "3",
+            "--judge-url",
+            &url,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(stdout.is_empty());
+    assert_eq!(server.count(), 3);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        (s["items"].as_u64(), s["scored"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(s["missing_images"].as_array().map(Vec::len), Some(0));
+}

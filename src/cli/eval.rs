@@ -150,29 +150,34 @@ impl std::str::FromStr for GeneratorSpec {
     }
 }
 
-fn options(common: &Common) -> suite::Options {
-    suite::Options {
+/// The benchmark `name`, limited to its first `limit` items.
+fn benchmark(
+    name: &str,
+    common: &Common,
+    limit: Option<usize>,
+) -> anyhow::Result<Box<dyn Benchmark>> {
+    let options = suite::Options {
         data: common.data.clone(),
         strict_official: common.strict_official,
         multi_only: common.subset == Subset::Multi,
+        limit,
+    };
+    if name == "omnicontext" {
+        // Built here rather than by name: the CLI also sets the seed of guessed scores.
+        let data = common.data.as_deref().context(
+            "omnicontext needs --data: the downloaded OmniGen2/OmniContext dataset (its parquet \
+             files or folder) or the flattened folder with metadata.json",
+        )?;
+        let mut items = echo4o::bench::omnicontext::load(data)?;
+        items.truncate(limit.unwrap_or(usize::MAX));
+        return Ok(Box::new(
+            echo4o::bench::omnicontext::OmniContext::with_items(items)
+                .with_strict_official(options.strict_official)
+                .with_multi_only(options.multi_only)
+                .with_guess_seed(common.guess_seed),
+        ));
     }
-}
-
-fn benchmark(name: &str, common: &Common) -> anyhow::Result<Box<dyn Benchmark>> {
-    let bench = suite::by_name(name, &options(common))?;
-    Ok(match bench.name() {
-        // The seam the library leaves open: the CLI sets the guess seed and keeps the official
-        // 1 s backoff.
-        "omnicontext" => Box::new(
-            echo4o::bench::omnicontext::OmniContext::load(
-                common.data.as_deref().context("omnicontext needs --data")?,
-            )?
-            .with_strict_official(common.strict_official)
-            .with_multi_only(common.subset == Subset::Multi)
-            .with_guess_seed(common.guess_seed),
-        ),
-        _ => bench,
-    })
+    Ok(suite::by_name(name, &options)?)
 }
 
 struct Bar(ProgressBar);
@@ -215,7 +220,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
     let (Some(name), Some(generator), Some(out)) = (&args.bench, &args.generator, &args.out) else {
         bail!("--bench, --generator and --out are required");
     };
-    let bench = benchmark(name, &args.common)?;
+    let bench = benchmark(name, &args.common, args.limit)?;
     if !args.no_score {
         bench.check_scorable()?;
     }
@@ -403,7 +408,7 @@ fn print_summary(summary: &Summary, out: &Path, quiet: bool) {
 
 fn merge(out: &Path, shards: &[PathBuf], common: &Common, quiet: bool) -> anyhow::Result<()> {
     let first = Manifest::read(&shards[0])?;
-    let bench = benchmark(&first.benchmark, common)?;
+    let bench = benchmark(&first.benchmark, common, Some(first.items))?;
     let merged = eval::merge(bench.as_ref(), out, shards)?;
     let missing = eval::missing_images(bench.as_ref(), &merged, &out.join("images"));
     if !missing.is_empty() {

@@ -39,6 +39,13 @@ impl GenEvalSuite {
         Self::new(name, geneval::shapes_metadata(pp), true)
     }
 
+    /// Only the first `n` items (a smoke run scores what it generated, nothing else).
+    pub fn first(self, n: usize) -> Self {
+        let mut metadata = self.metadata;
+        metadata.truncate(n);
+        Self::new(self.name, metadata, self.shapes)
+    }
+
     fn new(name: &'static str, metadata: Vec<Metadata>, shapes: bool) -> Self {
         let items = metadata
             .iter()
@@ -196,7 +203,16 @@ pub struct GenEvalPpSuite {
 impl GenEvalPpSuite {
     /// The official prompt set.
     pub fn official() -> Self {
-        let bench = GenEvalPp::official();
+        Self::new(geneval_pp::official_items())
+    }
+
+    /// Only the first `n` items.
+    pub fn first(self, n: usize) -> Self {
+        Self::new(self.bench.items().iter().take(n).cloned().collect())
+    }
+
+    fn new(items: Vec<geneval_pp::Item>) -> Self {
+        let bench = GenEvalPp::with_items(items);
         let items = bench
             .items()
             .iter()
@@ -240,18 +256,29 @@ impl Benchmark for GenEvalPpSuite {
 pub struct ImagineSuite {
     bench: ImagineBench,
     items: Vec<EvalItem>,
+    strict: bool,
 }
 
 impl ImagineSuite {
     /// The official prompt set; `strict_official` keeps the shipped script's dropped
     /// Multi-Object weight.
     pub fn official(strict_official: bool) -> Self {
+        Self::new(imagine::official_items(), strict_official)
+    }
+
+    /// Only the first `n` items.
+    pub fn first(self, n: usize) -> Self {
+        let strict = self.strict;
+        Self::new(self.bench.items().iter().take(n).cloned().collect(), strict)
+    }
+
+    fn new(items: Vec<imagine::Item>, strict_official: bool) -> Self {
         let scoring = if strict_official {
             Scoring::StrictOfficial
         } else {
             Scoring::Official
         };
-        let bench = ImagineBench::official().with_scoring(scoring);
+        let bench = ImagineBench::with_items(items).with_scoring(scoring);
         let items = bench
             .items()
             .iter()
@@ -262,7 +289,11 @@ impl ImagineSuite {
                 references: Vec::new(),
             })
             .collect();
-        ImagineSuite { bench, items }
+        ImagineSuite {
+            bench,
+            items,
+            strict: strict_official,
+        }
     }
 }
 

@@ -165,6 +165,8 @@ pub struct Options {
     pub strict_official: bool,
     /// OmniContext: average over Echo-4o's 6 multi-input types instead of all 8.
     pub multi_only: bool,
+    /// Only the first `n` items, for generation and scoring alike (a smoke run). `None`: all.
+    pub limit: Option<usize>,
 }
 
 /// The names [`by_name`] knows.
@@ -186,13 +188,14 @@ pub fn by_name(name: &str, options: &Options) -> Result<Box<dyn Benchmark>> {
             format!("{name} ships its items; --data is for omnicontext"),
         ));
     }
+    let n = options.limit.unwrap_or(usize::MAX);
     Ok(match name {
-        "geneval" => Box::new(GenEvalSuite::official(false)),
-        "geneval-long" => Box::new(GenEvalSuite::official(true)),
-        "geneval-shapes" => Box::new(GenEvalSuite::shapes(false)),
-        "geneval-pp-shapes" => Box::new(GenEvalSuite::shapes(true)),
-        "geneval-pp" => Box::new(GenEvalPpSuite::official()),
-        "imagine" => Box::new(ImagineSuite::official(options.strict_official)),
+        "geneval" => Box::new(GenEvalSuite::official(false).first(n)),
+        "geneval-long" => Box::new(GenEvalSuite::official(true).first(n)),
+        "geneval-shapes" => Box::new(GenEvalSuite::shapes(false).first(n)),
+        "geneval-pp-shapes" => Box::new(GenEvalSuite::shapes(true).first(n)),
+        "geneval-pp" => Box::new(GenEvalPpSuite::official().first(n)),
+        "imagine" => Box::new(ImagineSuite::official(options.strict_official).first(n)),
         "omnicontext" => {
             let Some(data) = &options.data else {
                 return Err(Error::invalid(
@@ -201,8 +204,10 @@ pub fn by_name(name: &str, options: &Options) -> Result<Box<dyn Benchmark>> {
                      files or folder) or the flattened folder with metadata.json",
                 ));
             };
+            let mut items = crate::omnicontext::load(data)?;
+            items.truncate(n);
             Box::new(
-                crate::omnicontext::OmniContext::load(data)?
+                crate::omnicontext::OmniContext::with_items(items)
                     .with_strict_official(options.strict_official)
                     .with_multi_only(options.multi_only),
             )
