@@ -11,8 +11,10 @@ use crate::report::{Category, GalleryRow, Summary, write_reports};
 use crate::{Error, Result};
 
 /// Scores every sample of an official-layout folder and writes `results.jsonl` (official
-/// fields), `summary.json` and `report.md` into `out`.
+/// fields), `summary.json` and `report.md` into `out`; `benchmark` names the prompt set in the
+/// summary (`geneval`, `geneval-shapes`, ...).
 pub fn evaluate_folder(
+    benchmark: &str,
     images: &Path,
     out: &Path,
     detector: &dyn Detector,
@@ -64,7 +66,7 @@ pub fn evaluate_folder(
     }
     echo4o_core::fs::write_atomic(&out.join("results.jsonl"), lines.as_bytes())?;
     let scores = summarize(&results);
-    let mut summary = Summary::new("geneval");
+    let mut summary = Summary::new(benchmark);
     summary.images = images.display().to_string();
     summary.items = entries.len();
     summary.scored = results.len();

@@ -250,8 +250,18 @@ pub fn score_folder(
     images: &std::path::Path,
     out: &std::path::Path,
 ) -> Result<(Vec<ImageResult>, GenEvalScores)> {
+    score_folder_as("geneval", images, out)
+}
+
+/// [`score_folder`], naming the prompt set `benchmark` in the summary.
+pub fn score_folder_as(
+    benchmark: &str,
+    images: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<(Vec<ImageResult>, GenEvalScores)> {
     std::fs::create_dir_all(out).map_err(|e| crate::Error::io(out, e))?;
     evaluate_folder(
+        benchmark,
         images,
         out,
         &ShapesDetector::default(),

@@ -151,7 +151,7 @@ impl Benchmark for GenEvalSuite {
 
     async fn score(&self, images: &Path, out: &Path, _ctx: &ScoreContext<'_>) -> Result<Summary> {
         self.check_scorable()?;
-        let (_, _) = geneval::shapes::score_folder(images, out)?;
+        geneval::shapes::score_folder_as(self.name, images, out)?;
         read_summary(out)
     }
 }
