@@ -16,7 +16,9 @@ use echo4o::model::bagel::{Bagel, BagelVelocity, Context, Contexts, grid_positio
 use echo4o::model::burn::tensor::backend::Backend;
 use echo4o::model::burn::tensor::{Distribution, Tensor};
 use echo4o::model::config::{AeConfig, BagelConfig, LlmConfig};
-use echo4o::model::qwen2_mot::{AttentionMode, Expert, KvCache, Routing, attention};
+use echo4o::model::qwen2_mot::{
+    AttentionMode, Expert, KvCache, Routing, attention, attention_reference,
+};
 use echo4o::model::sampling::{SamplerConfig, guided_velocity};
 use echo4o::model::{BackendTask, DeviceSpec, flops};
 
@@ -84,6 +86,22 @@ impl BackendTask for Benches<'_> {
         g.throughput(Throughput::Elements((4.0 * 1024.0 * 1024.0 * 512.0) as u64));
         g.bench_function("attention/1024x1024_h8_kv2_d64", |b| {
             b.iter(|| attention(q.clone(), k.clone(), v.clone(), None).into_data())
+        });
+        // The written-out path (heads expanded, scores materialised) it replaced at inference:
+        // the in-process baseline of the line above.
+        g.bench_function("attention_reference/1024x1024_h8_kv2_d64", |b| {
+            b.iter(|| attention_reference(q.clone(), k.clone(), v.clone(), None).into_data())
+        });
+        // The shapes model's block: 64 latent tokens after a 24-token prompt, 4 heads (2 kv),
+        // head dim 64, causal-free with the cache in front.
+        let qs = Tensor::<B, 3>::random([64, 4, 64], Distribution::Normal(0.0, 1.0), &dev);
+        let ks = Tensor::<B, 3>::random([88, 2, 64], Distribution::Normal(0.0, 1.0), &dev);
+        g.throughput(Throughput::Elements((4.0 * 64.0 * 88.0 * 256.0) as u64));
+        g.bench_function("attention/shapes_64x88_h4_kv2_d64", |b| {
+            b.iter(|| attention(qs.clone(), ks.clone(), ks.clone(), None).into_data())
+        });
+        g.bench_function("attention_reference/shapes_64x88_h4_kv2_d64", |b| {
+            b.iter(|| attention_reference(qs.clone(), ks.clone(), ks.clone(), None).into_data())
         });
 
         // Flow forwards: tiny (16 tokens, 7-token prompt), mid 4 layers (256 tokens, 16-token prompt).

@@ -376,7 +376,57 @@ impl<B: Backend> SelfAttn<B> {
 /// Grouped-query attention of `q` `[lq, heads, hd]` over keys/values `[lk, kv_heads, hd]` with
 /// an optional additive mask `[lq, lk]`, scale `1/sqrt(hd)`; query head `h` reads key/value head
 /// `h / (heads / kv_heads)`. Returns `[lq, heads * hd]`.
+///
+/// On Flex in f32 outside training this is burn's fused attention (without materialising the
+/// score matrix per head on long sequences), with the query heads of one key/value head stacked
+/// along the query axis, so keys and values are never copied per query head. Everywhere else it
+/// is [`attention_reference`], which accumulates mask and softmax in f32 as the official kernels
+/// do.
 pub fn attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    mask: Option<Tensor<B, 2>>,
+) -> Tensor<B, 2> {
+    // Training keeps the written-out path: burn's autodiff fallback would differentiate through
+    // the max of its softmax and change the bits of every trained checkpoint. CUDA keeps it
+    // until a GPU run has checked burn-cubecl's flash kernel against the goldens (BENCHMARKS.md,
+    // GPU); ndarray has no fused kernel to gain from.
+    let device = q.device();
+    if q.dtype() != DType::F32 || B::ad_enabled(&device) || B::name(&device) != "flex" {
+        return attention_reference(q, k, v, mask);
+    }
+    let [lq, h, hd] = q.dims();
+    let [lk, kv_heads, _] = k.dims();
+    let group = h / kv_heads;
+    // [lq, h, hd] -> [h, lq, hd] = [kv, group * lq, hd]: head h = kv * group + g.
+    let q4 = q.swap_dims(0, 1).reshape([1, kv_heads, group * lq, hd]);
+    let kv4 = |t: Tensor<B, 3>| t.swap_dims(0, 1).unsqueeze_dim::<4>(0);
+    let bias = mask.map(|m| {
+        m.unsqueeze_dim::<3>(0)
+            .repeat_dim(0, group)
+            .reshape([1, 1, group * lq, lk])
+    });
+    burn::tensor::module::attention(
+        q4,
+        kv4(k),
+        kv4(v),
+        None,
+        bias,
+        burn::tensor::ops::AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: false,
+        },
+    )
+    .reshape([h, lq, hd])
+    .swap_dims(0, 1)
+    .reshape([lq, h * hd])
+}
+
+/// [`attention`] written out: heads expanded, the score matrix materialised, mask and softmax in
+/// f32 whatever the activation dtype. The reference the fused path is tested and benched against.
+pub fn attention_reference<B: Backend>(
     q: Tensor<B, 3>,
     k: Tensor<B, 3>,
     v: Tensor<B, 3>,
@@ -652,5 +702,47 @@ impl<B: Backend> LanguageModel<B> {
             |x| self.model.norm.forward(x),
             |x| self.model.norm_moe_gen.forward(x),
         )
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+#[allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+    use burn_flex::Flex;
+
+    /// The fused path against the written-out one: grouped heads, with and without a mask, on
+    /// blocks short enough for Flex's naive kernel and long enough for its tiled one.
+    #[test]
+    fn fused_attention_matches_the_reference() {
+        let dev = Default::default();
+        for (lq, lk, h, kvh, masked) in [
+            (5, 9, 4, 2, true),
+            (7, 7, 2, 2, false),
+            (300, 900, 8, 2, true),
+            (64, 1030, 4, 1, false),
+        ] {
+            let r = |shape: [usize; 3]| {
+                Tensor::<Flex, 3>::random(shape, Distribution::Normal(0.0, 1.0), &dev)
+            };
+            let (q, k, v) = (r([lq, h, 16]), r([lk, kvh, 16]), r([lk, kvh, 16]));
+            let mask = masked.then(|| {
+                let off = lk - lq;
+                let data: Vec<f32> = (0..lq)
+                    .flat_map(|i| {
+                        (0..lk).map(move |j| if j <= i + off { 0.0 } else { f32::NEG_INFINITY })
+                    })
+                    .collect();
+                Tensor::<Flex, 2>::from_data(TensorData::new(data, [lq, lk]), &dev)
+            });
+            let fused = attention(q.clone(), k.clone(), v.clone(), mask.clone());
+            let reference = attention_reference(q, k, v, mask);
+            let diff = (fused - reference).abs().max().into_scalar();
+            assert!(
+                diff < 1e-5,
+                "{lq}x{lk} h{h}/{kvh} mask {masked}: max diff {diff}"
+            );
+        }
     }
 }
