@@ -90,17 +90,22 @@ pub fn string_at(col: &dyn Array, i: usize) -> Option<String> {
         .map(|a| a.value(i).to_string())
 }
 
+/// The batch's column names, comma-separated: what an error about a missing column lists.
+pub fn column_names(batch: &RecordBatch) -> String {
+    let names: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    names.join(", ")
+}
+
 fn column<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a ArrayRef> {
     batch.column_by_name(name).ok_or_else(|| {
-        let have: Vec<String> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
         schema_error(
             path,
-            format!("no column `{name}` (columns: {})", have.join(", ")),
+            format!("no column `{name}` (columns: {})", column_names(batch)),
         )
     })
 }

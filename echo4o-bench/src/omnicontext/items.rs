@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{Array, ListArray, RecordBatch};
-use echo4o_data::parquet::{binary_at, string_at};
+use echo4o_data::parquet::{binary_at, column_names, string_at};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Deserialize;
 
@@ -168,15 +168,9 @@ fn column<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a dyn
         .column_by_name(name)
         .map(|c| c.as_ref())
         .ok_or_else(|| {
-            let have: Vec<String> = batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
             Error::invalid(
                 path.display().to_string(),
-                format!("no column `{name}` (columns: {})", have.join(", ")),
+                format!("no column `{name}` (columns: {})", column_names(batch)),
             )
         })
 }
