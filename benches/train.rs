@@ -1,0 +1,79 @@
+//! One training step of the shipped shapes model (forward + backward + AdamW + EMA, batch 16 of
+//! 64x64 shapes images from arm (b)'s data mix), on the default CPU backend: the step whose
+//! speed bounds what the 60-minute miniature of the paper can learn.
+//!
+//! ```sh
+//! cargo bench --bench train
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::Criterion;
+use echo4o::core::Sample;
+use echo4o::data::shapes::source::{Mix, ShapesSource};
+use echo4o::model::burn::backend::Autodiff;
+use echo4o::model::burn::tensor::backend::Backend;
+use echo4o::model::pipeline::BagelPipeline;
+use echo4o::model::train::{TrainSettings, Trainer};
+use echo4o::model::{BackendTask, DeviceSpec};
+
+struct Benches<'a>(&'a mut Criterion);
+
+impl BackendTask for Benches<'_> {
+    type Output = anyhow::Result<()>;
+
+    fn run<B: Backend>(self, dev: B::Device) -> anyhow::Result<()> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/shapes_echo");
+        let pipeline = BagelPipeline::<B>::load(&dir, &dev)?;
+        let settings = TrainSettings {
+            steps: 1_000_000,
+            batch_size: 16,
+            lr: 1e-4,
+            warmup_steps: 0,
+            ..TrainSettings::default()
+        };
+        let mut trainer = Trainer::<Autodiff<B>>::new(pipeline, settings, &dev)?;
+        let source = ShapesSource::new(Mix::web_plus_echo(), 64, 1);
+        let batches: Vec<Vec<Sample>> = (0..8u64)
+            .map(|b| {
+                (0..16u64)
+                    .filter_map(|i| source.sample(b * 16 + i))
+                    .collect()
+            })
+            .collect();
+        let mut g = self.0.benchmark_group("train");
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(8))
+            .warm_up_time(Duration::from_secs(2));
+        let mut i = 0;
+        g.bench_function("train_step/shapes_b16", |b| {
+            b.iter(|| {
+                i += 1;
+                trainer.train_step(&batches[i % batches.len()])
+            })
+        });
+        g.finish();
+        Ok(())
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let device: DeviceSpec = std::env::var("ECHO4O_BENCH_DEVICE")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_default();
+    match device.run(Benches(&mut c)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
+    c.final_summary();
+}
