@@ -613,6 +613,30 @@ pub fn evaluate_shapes<B: Backend>(
     Ok(echo4o_bench::geneval::shapes::score_folder(images, out)?)
 }
 
+/// Keeps the lines of a resumed run's log up to the saved `step`: a run killed after its last
+/// checkpoint logged steps the resumed run takes again, and a kill may have cut a line short.
+fn trim_log(path: &Path, step: usize) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s as usize <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        echo4o_core::fs::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// The dotted paths at which two JSON values differ (`train.lr`, `data.shapes.size`).
 fn differing_fields(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     fn walk(a: &serde_json::Value, b: &serde_json::Value, path: &str, out: &mut Vec<String>) {
@@ -841,6 +865,9 @@ fn run_on<B: Backend>(
         resumed: resuming,
     });
     let log_path = out.join("train_log.jsonl");
+    if resuming {
+        trim_log(&log_path, trainer.step_count())?;
+    }
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

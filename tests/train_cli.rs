@@ -77,6 +77,14 @@ fn a_run_trains_saves_samples_and_resumes() {
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
+    // A run killed after its last checkpoint had logged a step the resumed run takes again,
+    // and the kill cut its last line short.
+    let log_path = run.join("train_log.jsonl");
+    let mut log = std::fs::read_to_string(&log_path).unwrap();
+    log.push_str(
+        "{\"step\":3,\"loss\":9.0,\"mse\":9.0,\"lr\":0.001,\"seconds\":1.0}\n{\"step\":4,\"lo",
+    );
+    std::fs::write(&log_path, log).unwrap();
     let second = echo4o(&[
         "train",
         "--config",
@@ -99,7 +107,15 @@ fn a_run_trains_saves_samples_and_resumes() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(steps, [1, 2, 3]);
+    assert_eq!(
+        steps,
+        [1, 2, 3],
+        "each step logged once, by the run that took it"
+    );
+    assert!(
+        !log.contains("9.0"),
+        "the killed run's step 3 is gone: {log}"
+    );
     // The checkpoint generates.
     let out = dir.path().join("img.png");
     let gen_ = echo4o(&[
