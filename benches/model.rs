@@ -8,6 +8,10 @@
 //! Throughput is reported in elements/s where one element is one FLOP, counted from the config
 //! by `echo4o_model::flops` (so `Gelem/s` reads as GFLOP/s).
 
+#[path = "common/device.rs"]
+mod device;
+use device::bench_device;
+
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
@@ -20,7 +24,7 @@ use echo4o::model::qwen2_mot::{
     AttentionMode, Expert, KvCache, Routing, attention, attention_reference,
 };
 use echo4o::model::sampling::{SamplerConfig, guided_velocity};
-use echo4o::model::{BackendTask, DeviceSpec, flops};
+use echo4o::model::{BackendTask, flops};
 
 /// A mid-size config: hidden 512, 8 heads (2 kv), intermediate 1536, `layers` layers.
 fn mid(layers: usize) -> BagelConfig {
@@ -183,10 +187,7 @@ impl BackendTask for Benches<'_> {
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
-    let device: DeviceSpec = std::env::var("ECHO4O_BENCH_DEVICE")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or_default();
+    let device = bench_device();
     if let Err(e) = device.run(Benches(&mut c)) {
         eprintln!("error: {e}");
         std::process::exit(2);

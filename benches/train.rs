@@ -6,17 +6,21 @@
 //! cargo bench --bench train
 //! ```
 
+#[path = "common/device.rs"]
+mod device;
+use device::bench_device;
+
 use std::path::Path;
 use std::time::Duration;
 
 use criterion::Criterion;
 use echo4o::core::Sample;
 use echo4o::data::shapes::source::{Mix, ShapesSource};
+use echo4o::model::BackendTask;
 use echo4o::model::burn::backend::Autodiff;
 use echo4o::model::burn::tensor::backend::Backend;
 use echo4o::model::pipeline::BagelPipeline;
 use echo4o::model::train::{TrainSettings, Trainer};
-use echo4o::model::{BackendTask, DeviceSpec};
 
 struct Benches<'a>(&'a mut Criterion);
 
@@ -60,10 +64,7 @@ impl BackendTask for Benches<'_> {
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
-    let device: DeviceSpec = std::env::var("ECHO4O_BENCH_DEVICE")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or_default();
+    let device = bench_device();
     match device.run(Benches(&mut c)) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

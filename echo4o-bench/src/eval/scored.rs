@@ -193,17 +193,22 @@ fn summarize(
         }
     }
     summary.elapsed_s = started.elapsed().as_secs_f64();
+    let prompts: std::collections::HashMap<&str, &str> = bench
+        .items()
+        .iter()
+        .map(|i| (i.id.as_str(), i.prompt.as_str()))
+        .collect();
     let rows: Vec<GalleryRow> = records
         .iter()
         .map(|r| GalleryRow {
             id: format!("{}[{}]", r.id, r.sample),
             category: r.group.clone(),
-            prompt: bench
-                .items()
-                .iter()
-                .find(|i| i.id == r.id)
-                .map(|i| i.prompt.clone())
-                .unwrap_or_default(),
+            // Every record is of an item of `bench` (the manifest named it).
+            prompt: prompts
+                .get(r.id.as_str())
+                .copied()
+                .unwrap_or_default()
+                .to_string(),
             expectation: String::new(),
             verdict: r
                 .verdict

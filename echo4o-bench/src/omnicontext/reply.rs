@@ -94,13 +94,13 @@ pub fn reply_to_object(text: &str) -> Result<Map<String, Value>, String> {
         }
         _ => match python_int_0_to_10(text) {
             Some(n) => {
-                return Ok(serde_json::json!({
-                    "score": n,
-                    "reasoning": "System: output is simply a number"
-                })
-                .as_object()
-                .cloned()
-                .unwrap_or_default());
+                let mut m = Map::new();
+                m.insert("score".into(), n.into());
+                m.insert(
+                    "reasoning".into(),
+                    "System: output is simply a number".into(),
+                );
+                return Ok(m);
             }
             None => return Err(format!("no JSON object in the reply: {text:?}")),
         },

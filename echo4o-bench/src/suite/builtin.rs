@@ -163,161 +163,126 @@ fn read_summary(out: &Path) -> Result<Summary> {
         .map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))
 }
 
-/// The recipe of the judged text-to-image benchmarks: one image per item at 1024x1024 with
-/// BAGEL's text-to-image defaults (Echo-4o's `Eval.md` fixes no other setting).
-fn one_image_recipe() -> Recipe {
-    Recipe {
-        samples: 1,
-        max_samples: Some(1),
-        width: 1024,
-        height: 1024,
-        size_rule: SizeRule::Fixed,
-        sampler: SamplerSettings::default(),
-        crop_to_content: false,
-    }
-}
-
-async fn run_judged<B: JudgedBenchmark>(
-    bench: &B,
-    images: &Path,
-    out: &Path,
-    ctx: &ScoreContext<'_>,
-) -> Result<Summary> {
-    let judge = ctx
-        .judge
-        .ok_or_else(|| Error::invalid("judge", format!("{} is scored by a judge", bench.name())))?;
-    let mut opts = RunOptions::new(images, out);
-    opts.concurrency = ctx.concurrency;
-    opts.attempts = ctx.attempts;
-    Ok(runner::run(bench, judge, &opts, ctx.progress)
-        .await?
-        .summary)
-}
-
-/// GenEval++ (280 prompts), images `{line}.jpg`.
-pub struct GenEvalPpSuite {
-    bench: GenEvalPp,
+/// A judge-scored benchmark (GenEval++, Imagine-Bench) as a [`Benchmark`]: its layout is the
+/// first of the runner's own image candidates, its scorer the runner.
+pub struct JudgedSuite<B: JudgedBenchmark> {
+    name: &'static str,
+    default_model: &'static str,
+    bench: B,
     items: Vec<EvalItem>,
 }
 
-impl GenEvalPpSuite {
-    /// The official prompt set.
-    pub fn official() -> Self {
-        Self::new(geneval_pp::official_items())
+impl<B: JudgedBenchmark> JudgedSuite<B> {
+    fn new(
+        name: &'static str,
+        default_model: &'static str,
+        bench: B,
+        item: impl Fn(&B::Item) -> EvalItem,
+    ) -> Self {
+        let items = bench.items().iter().map(item).collect();
+        JudgedSuite {
+            name,
+            default_model,
+            bench,
+            items,
+        }
     }
+}
 
-    /// Only the first `n` items.
-    pub fn first(self, n: usize) -> Self {
-        Self::new(self.bench.items().iter().take(n).cloned().collect())
-    }
+/// GenEval++ (280 prompts), images `{line}.jpg`.
+pub type GenEvalPpSuite = JudgedSuite<GenEvalPp>;
 
-    fn new(items: Vec<geneval_pp::Item>) -> Self {
-        let bench = GenEvalPp::with_items(items);
-        let items = bench
-            .items()
-            .iter()
-            .map(|i| EvalItem {
+impl JudgedSuite<GenEvalPp> {
+    /// The official prompt set, its first `n` items.
+    pub fn official_first(n: usize) -> Self {
+        let items = geneval_pp::official_items().into_iter().take(n).collect();
+        Self::new(
+            "geneval-pp",
+            geneval_pp::DEFAULT_MODEL,
+            GenEvalPp::with_items(items),
+            |i| EvalItem {
                 id: i.line.to_string(),
                 group: i.tag.clone(),
                 prompt: i.prompt.clone(),
                 references: Vec::new(),
-            })
-            .collect();
-        GenEvalPpSuite { bench, items }
-    }
-}
-
-#[async_trait(?Send)]
-impl Benchmark for GenEvalPpSuite {
-    fn name(&self) -> &str {
-        "geneval-pp"
-    }
-    fn items(&self) -> &[EvalItem] {
-        &self.items
-    }
-    fn recipe(&self) -> Recipe {
-        one_image_recipe()
-    }
-    fn image_path(&self, images: &Path, index: usize, _sample: usize) -> PathBuf {
-        images.join(format!("{}.jpg", self.items[index].id))
-    }
-    fn needs_judge(&self) -> bool {
-        true
-    }
-    fn default_judge_model(&self) -> Option<&'static str> {
-        Some(geneval_pp::DEFAULT_MODEL)
-    }
-    async fn score(&self, images: &Path, out: &Path, ctx: &ScoreContext<'_>) -> Result<Summary> {
-        run_judged(&self.bench, images, out, ctx).await
+            },
+        )
     }
 }
 
 /// Imagine-Bench (270 prompts), images `{id}.png`.
-pub struct ImagineSuite {
-    bench: ImagineBench,
-    items: Vec<EvalItem>,
-    strict: bool,
-}
+pub type ImagineSuite = JudgedSuite<ImagineBench>;
 
-impl ImagineSuite {
-    /// The official prompt set; `strict_official` keeps the shipped script's dropped
-    /// Multi-Object weight.
-    pub fn official(strict_official: bool) -> Self {
-        Self::new(imagine::official_items(), strict_official)
-    }
-
-    /// Only the first `n` items.
-    pub fn first(self, n: usize) -> Self {
-        let strict = self.strict;
-        Self::new(self.bench.items().iter().take(n).cloned().collect(), strict)
-    }
-
-    fn new(items: Vec<imagine::Item>, strict_official: bool) -> Self {
+impl JudgedSuite<ImagineBench> {
+    /// The official prompt set, its first `n` items; `strict_official` keeps the shipped
+    /// script's dropped Multi-Object weight.
+    pub fn official_first(n: usize, strict_official: bool) -> Self {
         let scoring = if strict_official {
             Scoring::StrictOfficial
         } else {
             Scoring::Official
         };
-        let bench = ImagineBench::with_items(items).with_scoring(scoring);
-        let items = bench
-            .items()
-            .iter()
-            .map(|i| EvalItem {
+        let items = imagine::official_items().into_iter().take(n).collect();
+        Self::new(
+            "imagine",
+            imagine::DEFAULT_MODEL,
+            ImagineBench::with_items(items).with_scoring(scoring),
+            |i| EvalItem {
                 id: i.id.to_string(),
                 group: i.category().to_string(),
                 prompt: i.instruction.clone(),
                 references: Vec::new(),
-            })
-            .collect();
-        ImagineSuite {
-            bench,
-            items,
-            strict: strict_official,
-        }
+            },
+        )
     }
 }
 
 #[async_trait(?Send)]
-impl Benchmark for ImagineSuite {
+impl<B: JudgedBenchmark> Benchmark for JudgedSuite<B> {
     fn name(&self) -> &str {
-        "imagine"
+        self.name
     }
     fn items(&self) -> &[EvalItem] {
         &self.items
     }
+    /// One image per item at 1024x1024 with BAGEL's text-to-image defaults (Echo-4o's `Eval.md`
+    /// fixes no other setting).
     fn recipe(&self) -> Recipe {
-        one_image_recipe()
+        Recipe {
+            samples: 1,
+            max_samples: Some(1),
+            width: 1024,
+            height: 1024,
+            size_rule: SizeRule::Fixed,
+            sampler: SamplerSettings::default(),
+            crop_to_content: false,
+        }
     }
     fn image_path(&self, images: &Path, index: usize, _sample: usize) -> PathBuf {
-        images.join(format!("{}.png", self.items[index].id))
+        // The runner's first candidate is the official name (`{line}.jpg`, `{id}.png`); both
+        // built-in benchmarks always give one.
+        let item = &self.bench.items()[index];
+        self.bench
+            .image_candidates(images, item)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| images.join(&self.items[index].id))
     }
     fn needs_judge(&self) -> bool {
         true
     }
     fn default_judge_model(&self) -> Option<&'static str> {
-        Some(imagine::DEFAULT_MODEL)
+        Some(self.default_model)
     }
     async fn score(&self, images: &Path, out: &Path, ctx: &ScoreContext<'_>) -> Result<Summary> {
-        run_judged(&self.bench, images, out, ctx).await
+        let judge = ctx.judge.ok_or_else(|| {
+            Error::invalid("judge", format!("{} is scored by a judge", self.name))
+        })?;
+        let mut opts = RunOptions::new(images, out);
+        opts.concurrency = ctx.concurrency;
+        opts.attempts = ctx.attempts;
+        Ok(runner::run(&self.bench, judge, &opts, ctx.progress)
+            .await?
+            .summary)
     }
 }

@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use echo4o_core::{Judge, SamplerSettings, SizeRule};
 use image::RgbImage;
 
-pub use builtin::{GenEvalPpSuite, GenEvalSuite, ImagineSuite, shapes_sampler};
+pub use builtin::{GenEvalPpSuite, GenEvalSuite, ImagineSuite, JudgedSuite, shapes_sampler};
 
 use crate::report::Summary;
 use crate::runner::Progress;
@@ -194,8 +194,8 @@ pub fn by_name(name: &str, options: &Options) -> Result<Box<dyn Benchmark>> {
         "geneval-long" => Box::new(GenEvalSuite::official(true).first(n)),
         "geneval-shapes" => Box::new(GenEvalSuite::shapes(false).first(n)),
         "geneval-pp-shapes" => Box::new(GenEvalSuite::shapes(true).first(n)),
-        "geneval-pp" => Box::new(GenEvalPpSuite::official().first(n)),
-        "imagine" => Box::new(ImagineSuite::official(options.strict_official).first(n)),
+        "geneval-pp" => Box::new(GenEvalPpSuite::official_first(n)),
+        "imagine" => Box::new(ImagineSuite::official_first(n, options.strict_official)),
         "omnicontext" => {
             let Some(data) = &options.data else {
                 return Err(Error::invalid(
