@@ -180,6 +180,7 @@ fn fine_tune(args: &Args, data: &Path, out: &Path) -> anyhow::Result<PathBuf> {
         sample_size: Some(64),
         tokenizer: Default::default(),
         codec: Default::default(),
+        architecture: Default::default(),
     };
     let started = Instant::now();
     train(&config, &mut progress(config.train.steps))?;

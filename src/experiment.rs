@@ -235,6 +235,58 @@ pub struct RunConfig {
     /// The latent codec of a model started from a preset [default: the preset's `pixel`].
     #[serde(default, skip_serializing_if = "CodecSetting::is_pixel")]
     pub codec: CodecSetting,
+    /// Changes to the preset's language-model shape (depth, width, heads) [default: none].
+    #[serde(default, skip_serializing_if = "Architecture::is_preset")]
+    pub architecture: Architecture,
+}
+
+/// Changes to a preset's decoder shape: each field set replaces the preset's value. Depth is the
+/// cheapest lever on a small flow model: every layer is one more round of attention in which
+/// image tokens agree on what they draw together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Architecture {
+    /// Decoder layers (`num_hidden_layers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<usize>,
+    /// Hidden size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<usize>,
+    /// MLP intermediate size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intermediate: Option<usize>,
+    /// Query heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<usize>,
+    /// Key/value heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_heads: Option<usize>,
+}
+
+impl Architecture {
+    fn is_preset(&self) -> bool {
+        *self == Architecture::default()
+    }
+
+    /// Checks the reshaped preset as any model configuration is checked (sizes bounded before
+    /// allocation, heads dividing the width and grouping over the key/value heads, an even head
+    /// dimension).
+    fn validate(&self) -> Result<()> {
+        self.apply(tiny_shapes_config())
+            .validate()
+            .map_err(|e| Error::setting("architecture", e.to_string()))
+    }
+
+    /// `config` with the fields set here replaced.
+    pub fn apply(&self, mut config: BagelConfig) -> BagelConfig {
+        let llm = &mut config.llm;
+        llm.num_hidden_layers = self.layers.unwrap_or(llm.num_hidden_layers);
+        llm.hidden_size = self.hidden.unwrap_or(llm.hidden_size);
+        llm.intermediate_size = self.intermediate.unwrap_or(llm.intermediate_size);
+        llm.num_attention_heads = self.heads.unwrap_or(llm.num_attention_heads);
+        llm.num_key_value_heads = self.kv_heads.unwrap_or(llm.num_key_value_heads);
+        config
+    }
 }
 
 /// The latent codec a preset model is given.
@@ -472,6 +524,15 @@ impl RunConfig {
                     "a checkpoint brings its own codec; only a preset model is given one",
                 ));
             }
+        }
+        if !self.architecture.is_preset() {
+            if !matches!(self.model, ModelInit::Preset(_)) {
+                return Err(Error::setting(
+                    "architecture",
+                    "a checkpoint brings its own shape; only a preset model is given one",
+                ));
+            }
+            self.architecture.validate()?;
         }
         self.train.validate()?;
         Ok(())
@@ -750,7 +811,9 @@ pub fn preset_model<B: Backend>(
     device: &B::Device,
 ) -> Result<(BagelConfig, Codec<B>)> {
     let mut model = match &config.model {
-        ModelInit::Preset(name) if name == "tiny-shapes" => tiny_shapes_config(),
+        ModelInit::Preset(name) if name == "tiny-shapes" => {
+            config.architecture.apply(tiny_shapes_config())
+        }
         ModelInit::Preset(name) => {
             return Err(Error::setting(
                 "model.preset",
@@ -954,5 +1017,76 @@ mod tests {
             (recipe.cfg_text, recipe.cfg_img, recipe.cfg_interval),
             (None, None, None)
         );
+    }
+
+    fn run_with(architecture: &str, model: &str) -> Result<RunConfig> {
+        let text = format!(
+            r#"{{"out": "x", "model": {model}, "data": {{"shapes": {{"mix": [["web", 1.0]]}}}},
+                "architecture": {architecture}}}"#
+        );
+        let config: RunConfig = serde_json::from_str(&text).expect("parses");
+        config.validate().map(|()| config)
+    }
+
+    #[test]
+    fn an_architecture_reshapes_the_preset_and_nothing_else() {
+        let preset = r#"{"preset": "tiny-shapes"}"#;
+        let config = run_with(
+            r#"{"layers": 6, "hidden": 192, "intermediate": 384}"#,
+            preset,
+        )
+        .expect("valid");
+        let (base, shaped) = (
+            tiny_shapes_config(),
+            config.architecture.apply(tiny_shapes_config()),
+        );
+        assert_eq!(
+            (
+                shaped.llm.num_hidden_layers,
+                shaped.llm.hidden_size,
+                shaped.llm.intermediate_size
+            ),
+            (6, 192, 384)
+        );
+        assert_eq!(
+            (
+                shaped.llm.num_attention_heads,
+                shaped.vae,
+                shaped.latent_patch_size
+            ),
+            (
+                base.llm.num_attention_heads,
+                base.vae,
+                base.latent_patch_size
+            )
+        );
+        // An empty architecture is no change, and is left out of the run's identity.
+        let empty = run_with("{}", preset).expect("valid");
+        assert!(empty.architecture.is_preset());
+        assert!(
+            !serde_json::to_string(&empty)
+                .unwrap()
+                .contains("architecture")
+        );
+    }
+
+    #[test]
+    fn an_architecture_that_cannot_be_built_is_refused_by_field() {
+        let preset = r#"{"preset": "tiny-shapes"}"#;
+        for (architecture, named) in [
+            (r#"{"layers": 0}"#, "num_hidden_layers"),
+            (r#"{"hidden": 250}"#, "hidden_size"),
+            (r#"{"heads": 8, "kv_heads": 3}"#, "num_key_value_heads"),
+            (r#"{"hidden": 100000}"#, "hidden_size"),
+        ] {
+            let err = run_with(architecture, preset)
+                .expect_err(architecture)
+                .to_string();
+            assert!(err.contains(named), "{architecture}: {err}");
+        }
+        let err = run_with(r#"{"layers": 4}"#, r#"{"checkpoint": "ckpt"}"#)
+            .expect_err("a checkpoint has its shape")
+            .to_string();
+        assert!(err.contains("architecture"), "{err}");
     }
 }
