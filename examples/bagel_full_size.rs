@@ -21,6 +21,7 @@ use clap::Parser;
 use echo4o::model::bagel::{Bagel, Context, grid_position_ids};
 use echo4o::model::burn::tensor::backend::Backend;
 use echo4o::model::burn::tensor::{Distribution, Tensor};
+use echo4o::model::train::materialize;
 use echo4o::model::{BackendTask, BagelConfig, DeviceSpec, flops};
 
 #[derive(Parser)]
@@ -109,6 +110,15 @@ impl BackendTask for Run {
                 status_gib("RssAnon:").unwrap_or(f64::NAN),
                 status_gib("VmHWM:").unwrap_or(f64::NAN)
             );
+        }
+        if args.load.is_none() {
+            // burn draws a fresh module's weights at their first use: draw the ones a flow
+            // forward uses here, in the build, so that the first forward measures the forward
+            // (`lm_head`, 545 M parameters no flow forward touches, stays undrawn).
+            materialize(&model.language_model.model);
+            materialize(&model.time_embedder);
+            materialize(&model.vae2llm);
+            materialize(&model.llm2vae);
         }
         let mut ctx = Context::default();
         let ids: Vec<u32> = (0..args.prompt as u32).map(|i| 1000 + i).collect();

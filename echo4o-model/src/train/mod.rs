@@ -5,5 +5,5 @@ mod init;
 pub mod objective;
 pub mod trainer;
 
-pub use init::seeded_init;
+pub use init::{materialize, seeded_init};
 pub use trainer::{StepStats, TrainSettings, Trainer};
