@@ -240,9 +240,8 @@ pub struct RunConfig {
     pub architecture: Architecture,
 }
 
-/// Changes to a preset's decoder shape: each field set replaces the preset's value. Depth is the
-/// cheapest lever on a small flow model: every layer is one more round of attention in which
-/// image tokens agree on what they draw together.
+/// Changes to a preset's decoder shape: each field set replaces the preset's value, so a trial
+/// can vary depth and width without a new preset (the 6-layer trial in BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Architecture {
