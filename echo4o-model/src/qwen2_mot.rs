@@ -12,6 +12,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
 
 use crate::config::LlmConfig;
 
@@ -373,6 +374,11 @@ impl<B: Backend> SelfAttn<B> {
     }
 }
 
+/// Multiply-adds of one attention call (query rows x keys x head dim x kv heads) above which
+/// [`attention`] splits its query rows over the CPU's threads: about a millisecond of work on
+/// one core, well above the cost of handing blocks to the thread pool.
+const PARALLEL_ATTENTION_WORK: usize = 1 << 22;
+
 /// Grouped-query attention of `q` `[lq, heads, hd]` over keys/values `[lk, kv_heads, hd]` with
 /// an optional additive mask `[lq, lk]`, scale `1/sqrt(hd)`; query head `h` reads key/value head
 /// `h / (heads / kv_heads)`. Returns `[lq, heads * hd]`.
@@ -381,7 +387,8 @@ impl<B: Backend> SelfAttn<B> {
 /// score matrix per head on long sequences), with the query heads of one key/value head stacked
 /// along the query axis, so keys and values are never copied per query head. Everywhere else it
 /// is [`attention_reference`], which accumulates mask and softmax in f32 as the official kernels
-/// do.
+/// do. Large calls are split into blocks of query rows attended in parallel, because Flex's
+/// kernel runs on one thread.
 pub fn attention<B: Backend>(
     q: Tensor<B, 3>,
     k: Tensor<B, 3>,
@@ -407,21 +414,52 @@ pub fn attention<B: Backend>(
             .repeat_dim(0, group)
             .reshape([1, 1, group * lq, lk])
     });
-    burn::tensor::module::attention(
-        q4,
-        kv4(k),
-        kv4(v),
-        None,
-        bias,
-        burn::tensor::ops::AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: false,
-        },
-    )
-    .reshape([h, lq, hd])
-    .swap_dims(0, 1)
-    .reshape([lq, h * hd])
+    let (k4, v4) = (kv4(k), kv4(v));
+    let fused = |q: Tensor<B, 4>, bias: Option<Tensor<B, 4>>| {
+        burn::tensor::module::attention(
+            q,
+            k4.clone(),
+            v4.clone(),
+            None,
+            bias,
+            burn::tensor::ops::AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: false,
+            },
+        )
+    };
+    // Flex's kernel walks its (batch, head) pairs one after another on one thread. Query rows
+    // are independent, so large calls are split into row blocks attended in parallel, one per
+    // core (a block may take Flex's other strategy, tiled or whole-row: the same result within
+    // float rounding; `fused_attention_matches_the_reference` covers both).
+    let rows = group * lq;
+    let blocks = if rows * lk * hd * kv_heads >= PARALLEL_ATTENTION_WORK {
+        rayon::current_num_threads().min(rows).max(1)
+    } else {
+        1
+    };
+    let out = if blocks == 1 {
+        fused(q4, bias)
+    } else {
+        let step = rows.div_ceil(blocks);
+        let parts: Vec<Tensor<B, 4>> = (0..rows)
+            .step_by(step)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|start| {
+                let len = step.min(rows - start);
+                fused(
+                    q4.clone().narrow(2, start, len),
+                    bias.clone().map(|b| b.narrow(2, start, len)),
+                )
+            })
+            .collect();
+        Tensor::cat(parts, 2)
+    };
+    out.reshape([h, lq, hd])
+        .swap_dims(0, 1)
+        .reshape([lq, h * hd])
 }
 
 /// [`attention`] written out: heads expanded, the score matrix materialised, mask and softmax in
