@@ -9,13 +9,14 @@
 #[path = "common/device.rs"]
 mod device;
 use device::bench_device;
+#[path = "common/train_batches.rs"]
+mod train_batches;
+use train_batches::{CHECKPOINT, bench_batches};
 
 use std::path::Path;
 use std::time::Duration;
 
 use criterion::Criterion;
-use echo4o::core::Sample;
-use echo4o::data::shapes::source::{Mix, ShapesSource};
 use echo4o::model::BackendTask;
 use echo4o::model::burn::backend::Autodiff;
 use echo4o::model::burn::tensor::backend::Backend;
@@ -28,7 +29,7 @@ impl BackendTask for Benches<'_> {
     type Output = anyhow::Result<()>;
 
     fn run<B: Backend>(self, dev: B::Device) -> anyhow::Result<()> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/shapes_echo");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(CHECKPOINT);
         let pipeline = BagelPipeline::<B>::load(&dir, &dev)?;
         let settings = TrainSettings {
             steps: 1_000_000,
@@ -38,14 +39,7 @@ impl BackendTask for Benches<'_> {
             ..TrainSettings::default()
         };
         let mut trainer = Trainer::<Autodiff<B>>::new(pipeline, settings, &dev)?;
-        let source = ShapesSource::new(Mix::web_plus_echo(), 64, 1);
-        let batches: Vec<Vec<Sample>> = (0..8u64)
-            .map(|b| {
-                (0..16u64)
-                    .filter_map(|i| source.sample(b * 16 + i))
-                    .collect()
-            })
-            .collect();
+        let batches = bench_batches();
         let mut g = self.0.benchmark_group("train");
         g.sample_size(10)
             .measurement_time(Duration::from_secs(8))

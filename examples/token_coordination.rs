@@ -48,12 +48,9 @@ fn spread<B: Backend>(
     t: f32,
     probes: usize,
     dev: &B::Device,
-) -> f32 {
+) -> anyhow::Result<f32> {
     let model = &pipe.model;
-    let (lh, lw) = pipe
-        .config
-        .check_image_size(size, size)
-        .expect("size fits the model");
+    let (lh, lw) = pipe.config.check_image_size(size, size)?;
     let (n, dim) = (lh * lw, pipe.config.patch_latent_dim());
     let pos = grid_position_ids(lh, lw, pipe.config.max_latent_size);
     let markers = [
@@ -72,12 +69,15 @@ fn spread<B: Backend>(
             .clone()
             .slice_assign([k..k + 1, 0..dim], normal().narrow(0, 0, 1));
         let change = (velocity(redrawn) - velocity(x)).square().sum_dim(1).sqrt();
-        let per_token: Vec<f32> = change.into_data().to_vec().expect("f32");
+        let per_token: Vec<f32> = change
+            .into_data()
+            .to_vec()
+            .map_err(|e| anyhow::anyhow!("velocity change is not f32: {e:?}"))?;
         let own = per_token[k];
         let others = (per_token.iter().sum::<f32>() - own) / (n - 1) as f32;
         total += others / own.max(1e-12);
     }
-    total / probes as f32
+    Ok(total / probes as f32)
 }
 
 struct Probe(Args);
@@ -96,8 +96,8 @@ impl BackendTask for Probe {
             "t      trained  random init   (mean change at the other tokens / change at the redrawn one)"
         );
         for &t in &args.t {
-            let a = spread(&trained, &ids, args.size, t, args.probes, &dev);
-            let b = spread(&fresh, &ids, args.size, t, args.probes, &dev);
+            let a = spread(&trained, &ids, args.size, t, args.probes, &dev)?;
+            let b = spread(&fresh, &ids, args.size, t, args.probes, &dev)?;
             println!("{t:<6} {a:>7.4}  {b:>11.4}");
         }
         Ok(())

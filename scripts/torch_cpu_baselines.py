@@ -263,7 +263,8 @@ def train_bench(layout):
     model = Bagel(c)
     ema = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-15, weight_decay=0.0)
-    m, dim, side = layout["latent_tokens"], layout["latent_dim"], 8
+    m, dim = layout["latent_tokens"], layout["latent_dim"]
+    side = int(round(m ** 0.5))
     batches = []
     for examples in layout["batches"]:
         batches.append([(e["text"], e["refs"]) for e in examples])

@@ -435,7 +435,7 @@ pub fn attention<B: Backend>(
     // float rounding; `fused_attention_matches_the_reference` covers both).
     let rows = group * lq;
     let blocks = if rows * lk * hd * kv_heads >= PARALLEL_ATTENTION_WORK {
-        rayon::current_num_threads().min(rows).max(1)
+        rayon::current_num_threads().min(rows)
     } else {
         1
     };
@@ -444,9 +444,8 @@ pub fn attention<B: Backend>(
     } else {
         let step = rows.div_ceil(blocks);
         let parts: Vec<Tensor<B, 4>> = (0..rows)
-            .step_by(step)
-            .collect::<Vec<_>>()
             .into_par_iter()
+            .step_by(step)
             .map(|start| {
                 let len = step.min(rows - start);
                 fused(
