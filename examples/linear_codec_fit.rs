@@ -6,15 +6,19 @@
 //!
 //! ```sh
 //! cargo run --release --example linear_codec_fit
+//! cargo run --release --example linear_codec_fit -- --cells 4   # objects in 4x4 cells
 //! ```
 
 use std::time::Instant;
+
+use clap::Parser;
 
 use echo4o::bench::geneval::Detector;
 use echo4o::bench::geneval::shapes::ShapesDetector;
 use echo4o::core::DataSource;
 use echo4o::core::image::RgbImage;
 use echo4o::core::resize::to_chw_pixels;
+use echo4o::data::shapes::Layout;
 use echo4o::data::shapes::source::{Mix, ShapesSource};
 use echo4o::model::autoencoder::LatentCodec;
 use echo4o::model::burn::tensor::{Tensor, TensorData};
@@ -27,9 +31,20 @@ const FIT: usize = 1024;
 const HELD_OUT: usize = 200;
 const SIDE: usize = 64;
 
+#[derive(Parser)]
+struct Args {
+    /// Place the objects in the cells of an N x N grid (the run files' `"layout": {"cells": N}`)
+    /// instead of anywhere.
+    #[arg(long)]
+    cells: Option<u32>,
+}
+
 fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let layout = args.cells.map_or(Layout::Free, Layout::Cells);
     let device = Default::default();
     let renders = ShapesSource::new(Mix::web_plus_echo(), SIDE as u32, 1)
+        .with_layout(layout)
         .samples()
         .take(FIT + HELD_OUT)
         .map(|s| s?.target.to_rgb())

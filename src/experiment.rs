@@ -15,6 +15,7 @@ use std::time::Instant;
 use echo4o_bench::geneval::{GenEvalScores, ImageResult, Metadata, write_sample_folder};
 use echo4o_core::image::RgbImage;
 use echo4o_core::{DataSource, Sample, SampleImage};
+use echo4o_data::shapes::Layout;
 use echo4o_data::shapes::source::{Mix, Recipe, ShapesSource};
 use echo4o_model::burn::backend::Autodiff;
 use echo4o_model::burn::tensor::backend::Backend;
@@ -171,7 +172,7 @@ pub enum ModelInit {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum DataConfig {
     /// The shapes world: recipe weights (`web`, `instruction_easy`, `instruction_medium`,
-    /// `instruction_hard`, `surreal`, `multiref`), image side and seed.
+    /// `instruction_hard`, `surreal`, `multiref`), image side, seed and layout.
     Shapes {
         /// Recipe weights.
         mix: Vec<(Recipe, f64)>,
@@ -181,6 +182,10 @@ pub enum DataConfig {
         /// Seed of the stream.
         #[serde(default)]
         seed: u64,
+        /// Where objects stand: `"free"` (anywhere) or `{"cells": n}` (one object at the centre
+        /// of a cell of an `n x n` grid) [default: free].
+        #[serde(default, skip_serializing_if = "Layout::is_free")]
+        layout: Layout,
     },
     /// Any dataset folder or file echo4o reads (Echo-4o-Image, Bagel parquet, JSONL), looped.
     Path(PathBuf),
@@ -192,6 +197,8 @@ fn default_size() -> u32 {
 
 /// The smallest shapes-world image side a run accepts (the renderer needs room for six shapes).
 const MIN_SHAPES_SIZE: u32 = 32;
+/// The smallest cell side, in pixels, of a [`Layout::Cells`] run (a star needs that much room).
+const MIN_CELL: u32 = 8;
 /// The largest shapes-world image side a run accepts.
 const MAX_SHAPES_SIZE: u32 = 1024;
 
@@ -445,7 +452,22 @@ impl RunConfig {
 
     /// Checks every value before anything is created or trained.
     pub fn validate(&self) -> Result<()> {
-        if let DataConfig::Shapes { size, mix, .. } = &self.data {
+        if let DataConfig::Shapes {
+            size, mix, layout, ..
+        } = &self.data
+        {
+            if let Layout::Cells(n) = *layout
+                && !(1..=size / MIN_CELL).contains(&n)
+            {
+                return Err(Error::setting(
+                    "data.shapes.layout.cells",
+                    format!(
+                        "{n} cells a side must be in 1..={} (cells of at least {MIN_CELL} pixels \
+                         on a {size}-pixel image)",
+                        size / MIN_CELL
+                    ),
+                ));
+            }
             if !(MIN_SHAPES_SIZE..=MAX_SHAPES_SIZE).contains(size) || size % 16 != 0 {
                 return Err(Error::setting(
                     "data.shapes.size",
@@ -555,9 +577,12 @@ impl RunConfig {
 
     fn source(&self) -> Result<Box<dyn DataSource>> {
         Ok(match &self.data {
-            DataConfig::Shapes { mix, size, seed } => {
-                Box::new(ShapesSource::new(Mix(mix.clone()), *size, *seed))
-            }
+            DataConfig::Shapes {
+                mix,
+                size,
+                seed,
+                layout,
+            } => Box::new(ShapesSource::new(Mix(mix.clone()), *size, *seed).with_layout(*layout)),
             DataConfig::Path(p) => echo4o_data::open_source(p, self.train.seed)?.1,
         })
     }
@@ -1087,5 +1112,38 @@ mod tests {
             .expect_err("a checkpoint has its shape")
             .to_string();
         assert!(err.contains("architecture"), "{err}");
+    }
+
+    fn shapes_run(shapes: &str) -> Result<RunConfig> {
+        let text = format!(
+            r#"{{"out": "x", "model": {{"preset": "tiny-shapes"}}, "data": {{"shapes": {shapes}}}}}"#
+        );
+        let config: RunConfig = serde_json::from_str(&text).expect("parses");
+        config.validate().map(|()| config)
+    }
+
+    #[test]
+    fn a_cell_layout_is_read_checked_and_kept_out_of_free_runs() {
+        let cells =
+            shapes_run(r#"{"mix": [["web", 1.0]], "layout": {"cells": 4}}"#).expect("valid");
+        assert!(matches!(
+            cells.data,
+            DataConfig::Shapes {
+                layout: Layout::Cells(4),
+                ..
+            }
+        ));
+        assert!(cells.source().unwrap().name().contains("4x4 cells"));
+        let free = shapes_run(r#"{"mix": [["web", 1.0]]}"#).expect("valid");
+        // Runs from before the layout existed keep their identity.
+        assert!(!serde_json::to_string(&free).unwrap().contains("layout"));
+        for bad in [0, 9] {
+            let err = shapes_run(&format!(
+                r#"{{"mix": [["web", 1.0]], "layout": {{"cells": {bad}}}}}"#
+            ))
+            .expect_err("out of range")
+            .to_string();
+            assert!(err.contains("data.shapes.layout.cells"), "{err}");
+        }
     }
 }

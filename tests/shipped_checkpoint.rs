@@ -34,6 +34,7 @@ impl BackendTask for Check {
                 width: 64,
                 height: 64,
                 background: echo4o::data::shapes::Background::Cluttered,
+                layout: Default::default(),
                 seed: 5,
                 objects: vec![],
             }

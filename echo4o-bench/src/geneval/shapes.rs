@@ -8,7 +8,7 @@
 //! use echo4o_bench::geneval::Detector;
 //! use echo4o_data::shapes::{Background, Color, Object, Scene, Shape, Size};
 //!
-//! let scene = Scene { width: 64, height: 64, background: Background::Cluttered, seed: 1, objects: vec![
+//! let scene = Scene { width: 64, height: 64, background: Background::Cluttered, layout: Default::default(), seed: 1, objects: vec![
 //!     Object { shape: Shape::Triangle, color: Color::Blue, size: Size::Large, x: 20.0, y: 30.0 },
 //!     Object { shape: Shape::Star, color: Color::White, size: Size::Small, x: 48.0, y: 40.0 },
 //! ]};
@@ -286,6 +286,7 @@ mod tests {
                             width: 64,
                             height: 64,
                             background,
+                            layout: Default::default(),
                             seed: (i * 10 + j) as u64,
                             objects: vec![Object {
                                 shape,
@@ -314,5 +315,48 @@ mod tests {
             wrong.len(),
             wrong.join("\n")
         );
+    }
+
+    #[test]
+    fn shapes_sized_to_cells_are_recognised_and_neighbours_stay_apart() {
+        use echo4o_data::shapes::Layout;
+        let cell = |col: u32, row: u32| (col as f32 * 16.0 + 8.0, row as f32 * 16.0 + 8.0);
+        let mut wrong = Vec::new();
+        for (i, shape) in Shape::ALL.into_iter().enumerate() {
+            for (j, color) in Color::ALL.into_iter().enumerate() {
+                for size in [Size::Small, Size::Large] {
+                    // A full 4x4 grid of one shape, color and size: sixteen objects, none merged.
+                    let objects = (0..16)
+                        .map(|k| {
+                            let (x, y) = cell(k % 4, k / 4);
+                            Object {
+                                shape,
+                                color,
+                                size,
+                                x,
+                                y,
+                            }
+                        })
+                        .collect();
+                    let scene = Scene {
+                        width: 64,
+                        height: 64,
+                        background: [Background::Clean, Background::Cluttered][(i + j) % 2],
+                        layout: Layout::Cells(4),
+                        seed: (i * 10 + j) as u64,
+                        objects,
+                    };
+                    let found = ShapesDetector::default().detect(&scene.render()).unwrap();
+                    let right = found.iter().filter(|d| d.class == shape.name()).count();
+                    if found.len() != 16 || right != 16 {
+                        wrong.push(format!(
+                            "{shape:?} {color:?} {size:?}: {right} of {}",
+                            found.len()
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 }

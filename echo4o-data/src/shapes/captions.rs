@@ -632,8 +632,17 @@ pub fn echo_multiref(seed: u64) -> Prompt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shapes::layout::place;
+    use crate::shapes::Layout;
+    use crate::shapes::layout::{LayoutError, place_in};
     use proptest::prelude::*;
+
+    /// Places `request` in the free layout and in the 4x4 cells of the 16-token model.
+    fn placeable(request: &Request, seed: u64) -> Result<(), LayoutError> {
+        for layout in [Layout::Free, Layout::Cells(4)] {
+            place_in(request, 64, 64, layout, seed)?;
+        }
+        Ok(())
+    }
 
     fn includes(p: &Prompt) -> Vec<Map<String, Value>> {
         p.metadata["include"]
@@ -688,7 +697,7 @@ mod tests {
                         prop_assert_eq!(g.color.name(), c.as_str().unwrap());
                     }
                 }
-                prop_assert!(place(&p.request, 64, 64, seed).is_ok(), "{:?}", p.request);
+                prop_assert!(placeable(&p.request, seed).is_ok(), "{:?}", p.request);
             }
             let a = echo_instruction(seed, difficulty);
             let attrs: usize = includes(&a).iter().map(|c| {
@@ -704,7 +713,7 @@ mod tests {
             let p = web_like(seed);
             prop_assert!(p.request.groups.iter().all(|g| !is_rare(g.shape, g.color)));
             prop_assert_eq!(p.request.background, Background::Cluttered);
-            prop_assert!(place(&p.request, 64, 64, seed).is_ok());
+            prop_assert!(placeable(&p.request, seed).is_ok());
             for cl in includes(&p) {
                 prop_assert!(p.prompt.contains(cl["class"].as_str().unwrap()));
             }
@@ -725,7 +734,7 @@ mod tests {
         assert_eq!(pp.len(), 140);
         for (i, p) in g.iter().chain(&pp).enumerate() {
             consistent(p).unwrap();
-            place(&p.request, 64, 64, i as u64).unwrap_or_else(|e| panic!("{}: {e}", p.prompt));
+            placeable(&p.request, i as u64).unwrap_or_else(|e| panic!("{}: {e}", p.prompt));
         }
         assert_eq!(g, geneval_shapes(20, 7));
         assert_eq!(is_rare_count(), 12);

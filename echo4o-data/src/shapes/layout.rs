@@ -4,7 +4,7 @@
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::{Background, Color, Object, Scene, Shape, Size};
+use super::{Background, Color, Layout, Object, Scene, Shape, Size};
 
 /// An absolute half of the image (GenEval++'s `region`): the object's centre lies in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -147,11 +147,24 @@ pub struct LayoutError {
 
 const ATTEMPTS: u32 = 200;
 
-/// Places `request` on a `width x height` canvas, deterministically from `seed`: random positions,
-/// rejection-sampled until every constraint holds and no two objects' discs come within 2 pixels.
+/// Places `request` anywhere on a `width x height` canvas ([`Layout::Free`]), deterministically
+/// from `seed`: random positions, rejection-sampled until every constraint holds and no two
+/// objects' discs come within 2 pixels.
 pub fn place(request: &Request, width: u32, height: u32, seed: u64) -> Result<Scene, LayoutError> {
+    place_in(request, width, height, Layout::Free, seed)
+}
+
+/// [`place`] in any [`Layout`]: in [`Layout::Cells`] the random positions are cell centres.
+pub fn place_in(
+    request: &Request,
+    width: u32,
+    height: u32,
+    layout: Layout,
+    seed: u64,
+) -> Result<Scene, LayoutError> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let objects: u32 = request.groups.iter().map(|g| g.count).sum();
+    let radius = |size: Size| layout.radius(size, width, height);
     // Groups that others are placed relative to go first.
     let mut order: Vec<usize> = (0..request.groups.len()).collect();
     if let Some((a, _, _)) = request.relation {
@@ -162,12 +175,24 @@ pub fn place(request: &Request, width: u32, height: u32, seed: u64) -> Result<Sc
         let mut placed: Vec<(usize, Object)> = Vec::new();
         for &gi in &order {
             let g = &request.groups[gi];
-            let r = g.size.radius(width, height);
+            let r = radius(g.size);
             for _ in 0..g.count {
                 let mut ok = None;
                 for _ in 0..100 {
-                    let x = r + 1.0 + rng.random::<f32>() * (width as f32 - 2.0 * r - 2.0);
-                    let y = r + 1.0 + rng.random::<f32>() * (height as f32 - 2.0 * r - 2.0);
+                    let (x, y) = match layout {
+                        Layout::Free => (
+                            r + 1.0 + rng.random::<f32>() * (width as f32 - 2.0 * r - 2.0),
+                            r + 1.0 + rng.random::<f32>() * (height as f32 - 2.0 * r - 2.0),
+                        ),
+                        Layout::Cells(n) => {
+                            let n = n.max(1);
+                            let (col, row) = (rng.random_range(0..n), rng.random_range(0..n));
+                            (
+                                (col as f32 + 0.5) * width as f32 / n as f32,
+                                (row as f32 + 0.5) * height as f32 / n as f32,
+                            )
+                        }
+                    };
                     if let Some(region) = g.region {
                         // A margin keeps the centre clearly inside the half.
                         let m = 2.0;
@@ -182,7 +207,7 @@ pub fn place(request: &Request, width: u32, height: u32, seed: u64) -> Result<Sc
                         }
                     }
                     let clear = placed.iter().all(|(_, o)| {
-                        let ro = o.size.radius(width, height);
+                        let ro = radius(o.size);
                         (o.x - x).hypot(o.y - y) >= r + ro + 2.0
                     });
                     if !clear {
@@ -191,9 +216,10 @@ pub fn place(request: &Request, width: u32, height: u32, seed: u64) -> Result<Sc
                     if let Some((a, rel, b)) = request.relation
                         && a == gi
                     {
-                        let holds = placed.iter().filter(|(i, _)| *i == b).all(|(_, o)| {
-                            rel.holds((x, y, r), (o.x, o.y, o.size.radius(width, height)))
-                        });
+                        let holds = placed
+                            .iter()
+                            .filter(|(i, _)| *i == b)
+                            .all(|(_, o)| rel.holds((x, y, r), (o.x, o.y, radius(o.size))));
                         if !holds {
                             continue;
                         }
@@ -221,6 +247,7 @@ pub fn place(request: &Request, width: u32, height: u32, seed: u64) -> Result<Sc
             width,
             height,
             background: request.background,
+            layout,
             seed,
             objects: placed.into_iter().map(|(_, o)| o).collect(),
         });
@@ -291,6 +318,58 @@ mod tests {
                 }
             }
             prop_assert_eq!(place(&request, 64, 64, seed).unwrap(), scene);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn cell_layouts_put_one_object_at_the_centre_of_a_cell(
+            seed in 0u64..10_000,
+            n in 3u32..6,
+            counts in proptest::collection::vec(1u32..4, 1..3),
+            large in proptest::bool::ANY,
+        ) {
+            let size = if large { Size::Large } else { Size::Small };
+            let groups: Vec<Group> = counts
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| Group { size, ..group(Shape::ALL[i], c, None) })
+                .collect();
+            let request = Request { groups, relation: None, background: Background::Clean };
+            let scene = place_in(&request, 64, 64, Layout::Cells(n), seed).unwrap();
+            let cell = 64.0 / n as f32;
+            let mut cells = Vec::new();
+            for o in &scene.objects {
+                let (col, row) = (o.x / cell - 0.5, o.y / cell - 0.5);
+                prop_assert!((col - col.round()).abs() < 1e-4 && (row - row.round()).abs() < 1e-4);
+                // The whole shape stays inside its cell.
+                prop_assert!(scene.radius(o.size) < cell / 2.0);
+                cells.push((col.round() as i32, row.round() as i32));
+            }
+            cells.sort_unstable();
+            cells.dedup();
+            prop_assert_eq!(cells.len(), scene.objects.len());
+        }
+    }
+
+    #[test]
+    fn a_relation_holds_between_cells_of_one_row() {
+        let request = Request {
+            groups: vec![
+                group(Shape::Circle, 1, None),
+                Group {
+                    size: Size::Large,
+                    ..group(Shape::Star, 1, None)
+                },
+            ],
+            relation: Some((1, Relation::LeftOf, 0)),
+            background: Background::Clean,
+        };
+        for seed in 0..50 {
+            let scene = place_in(&request, 64, 64, Layout::Cells(4), seed).unwrap();
+            let (circle, star) = (&scene.objects[0], &scene.objects[1]);
+            assert_eq!(circle.y, star.y, "seed {seed}");
+            assert!(star.x < circle.x, "seed {seed}");
         }
     }
 

@@ -15,6 +15,7 @@
 //!     width: 64,
 //!     height: 64,
 //!     background: Background::Clean,
+//!     layout: Default::default(),
 //!     seed: 0,
 //!     objects: vec![Object { shape: Shape::Star, color: Color::Red, size: Size::Large, x: 32.0, y: 32.0 }],
 //! };
@@ -238,12 +239,49 @@ pub enum Size {
 }
 
 impl Size {
-    /// The radius in pixels on a `width x height` canvas.
+    /// The radius in pixels on a `width x height` canvas in the free layout (in cells:
+    /// [`Layout::radius`]).
     pub fn radius(self, width: u32, height: u32) -> f32 {
         let side = width.min(height) as f32;
         match self {
             Size::Small => side * 0.11,
             Size::Large => side * 0.18,
+        }
+    }
+}
+
+/// Where objects may stand, and so how large they are drawn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// Anywhere on the canvas, sized by [`Size::radius`].
+    #[default]
+    Free,
+    /// At the centres of the cells of an `n x n` grid, at most one object a cell, each sized to
+    /// its cell (large: radius 0.42 of the cell side, small: 0.32). When a model's image tokens
+    /// cover one cell each, every object is then exactly one token: a small transformer learns to
+    /// draw such a token long before it learns to stitch one shape from several (BENCHMARKS.md,
+    /// "Objects in cells").
+    Cells(u32),
+}
+
+impl Layout {
+    /// Whether this is [`Layout::Free`].
+    pub fn is_free(&self) -> bool {
+        *self == Layout::Free
+    }
+
+    /// The radius of an object of `size` on a `width x height` canvas.
+    pub fn radius(self, size: Size, width: u32, height: u32) -> f32 {
+        match self {
+            Layout::Free => size.radius(width, height),
+            Layout::Cells(n) => {
+                let cell = width.min(height) as f32 / n.max(1) as f32;
+                match size {
+                    Size::Small => cell * 0.32,
+                    Size::Large => cell * 0.42,
+                }
+            }
         }
     }
 }
@@ -285,6 +323,9 @@ pub struct Scene {
     pub height: u32,
     /// The background.
     pub background: Background,
+    /// How the objects were placed, which sets their drawn size.
+    #[serde(default, skip_serializing_if = "Layout::is_free")]
+    pub layout: Layout,
     /// Seed of the background's clutter.
     pub seed: u64,
     /// The objects, drawn in order.
@@ -297,7 +338,7 @@ impl Scene {
     pub fn render(&self) -> RgbImage {
         let mut img = self.background_image();
         for o in &self.objects {
-            let r = o.size.radius(self.width, self.height);
+            let r = self.radius(o.size);
             let x0 = (o.x - r).floor().max(0.0) as u32;
             let y0 = (o.y - r).floor().max(0.0) as u32;
             let x1 = ((o.x + r).ceil() as u32).min(self.width.saturating_sub(1));
@@ -312,6 +353,11 @@ impl Scene {
             }
         }
         img
+    }
+
+    /// The drawn radius of an object of `size` in this scene.
+    pub fn radius(&self, size: Size) -> f32 {
+        self.layout.radius(size, self.width, self.height)
     }
 
     fn background_image(&self) -> RgbImage {
@@ -407,6 +453,7 @@ mod tests {
             width: 64,
             height: 64,
             background: Background::Cluttered,
+            layout: Layout::Free,
             seed: 3,
             objects: vec![],
         };

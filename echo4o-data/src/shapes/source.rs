@@ -16,10 +16,11 @@ use echo4o_core::{DataSource, Result, Sample, SampleImage};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::Layout;
 use super::captions::{
     Difficulty, Prompt, echo_instruction, echo_multiref, echo_surreal, web_like,
 };
-use super::layout::place;
+use super::layout::place_in;
 
 /// A caption recipe of the experiment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -106,6 +107,7 @@ impl Mix {
 pub struct ShapesSource {
     mix: Mix,
     size: u32,
+    layout: Layout,
     seed: u64,
     len: Option<usize>,
 }
@@ -116,9 +118,16 @@ impl ShapesSource {
         ShapesSource {
             mix,
             size,
+            layout: Layout::Free,
             seed,
             len: None,
         }
+    }
+
+    /// Objects placed by `layout` (references too) instead of anywhere.
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
     }
 
     /// The first `len` samples only.
@@ -133,10 +142,10 @@ impl ShapesSource {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(key);
         let recipe = self.mix.pick(rng.random::<f64>());
         let prompt = recipe.prompt(key);
-        let scene = place(&prompt.request, self.size, self.size, key).ok()?;
+        let scene = place_in(&prompt.request, self.size, self.size, self.layout, key).ok()?;
         let mut references = Vec::new();
         for (k, r) in prompt.references.iter().enumerate() {
-            let s = place(r, self.size, self.size, key ^ (k as u64 + 1)).ok()?;
+            let s = place_in(r, self.size, self.size, self.layout, key ^ (k as u64 + 1)).ok()?;
             references.push(SampleImage::decoded(
                 s.render(),
                 format!("shapes:{i}:ref{k}"),
@@ -162,7 +171,10 @@ impl DataSource for ShapesSource {
             .iter()
             .map(|(r, w)| format!("{} {w}", r.name()))
             .collect();
-        format!("shapes world ({})", parts.join(", "))
+        match self.layout {
+            Layout::Free => format!("shapes world ({})", parts.join(", ")),
+            Layout::Cells(n) => format!("shapes world in {n}x{n} cells ({})", parts.join(", ")),
+        }
     }
 
     fn len_hint(&self) -> Option<usize> {
