@@ -11,7 +11,7 @@ use echo4o::model::pipeline::BagelPipeline;
 use echo4o::model::{BackendTask, DeviceSpec};
 
 /// The run file of the shipped model.
-const SHIPPED_RUN: &str = "configs/trials/shapes_echo_pixel_bytes.json";
+const SHIPPED_RUN: &str = "configs/shapes_echo.json";
 
 struct Check;
 
