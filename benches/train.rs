@@ -39,7 +39,7 @@ impl BackendTask for Benches<'_> {
             ..TrainSettings::default()
         };
         let mut trainer = Trainer::<Autodiff<B>>::new(pipeline, settings, &dev)?;
-        let batches = bench_batches();
+        let (_, batches) = bench_batches()?;
         let mut g = self.0.benchmark_group("train");
         g.sample_size(10)
             .measurement_time(Duration::from_secs(8))

@@ -14,13 +14,14 @@ use std::path::Path;
 
 use echo4o::model::pipeline::BagelPipeline;
 use serde_json::json;
-use train_batches::{CHECKPOINT, SIDE, bench_batches};
+use train_batches::{CHECKPOINT, bench_batches};
 
 fn main() -> anyhow::Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(CHECKPOINT);
     let pipe = BagelPipeline::<burn_flex::Flex>::load(&dir, &Default::default())?;
+    let (side, bench) = bench_batches()?;
     let mut batches = Vec::new();
-    for batch in bench_batches() {
+    for batch in bench {
         let mut examples = Vec::new();
         for sample in batch {
             examples.push(json!({
@@ -30,7 +31,7 @@ fn main() -> anyhow::Result<()> {
         }
         batches.push(examples);
     }
-    let (lh, lw) = pipe.config.check_image_size(SIDE, SIDE)?;
+    let (lh, lw) = pipe.config.check_image_size(side, side)?;
     let layout = json!({
         "latent_tokens": lh * lw,
         "latent_dim": pipe.config.patch_latent_dim(),
