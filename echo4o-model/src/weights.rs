@@ -58,6 +58,19 @@ pub fn load_safetensors<B: Backend, M: ModuleSnapshot<B>>(
     remaps: &[Remap],
     optional: &[&str],
 ) -> Result<(), Error> {
+    load_safetensors_ignoring(module, path, remaps, optional, &[])
+}
+
+/// [`load_safetensors`] for checkpoints that carry tensors the module has no use for: keys in
+/// `ignored` (checkpoint names) are skipped instead of reported as unexpected. open_clip's
+/// `logit_scale`, for one, is only read by the contrastive loss.
+pub fn load_safetensors_ignoring<B: Backend, M: ModuleSnapshot<B>>(
+    module: &mut M,
+    path: &Path,
+    remaps: &[Remap],
+    optional: &[&str],
+    ignored: &[&str],
+) -> Result<(), Error> {
     if !path.is_file() {
         return Err(Error::Core(echo4o_core::Error::io(
             path,
@@ -81,11 +94,14 @@ pub fn load_safetensors<B: Backend, M: ModuleSnapshot<B>>(
     }
     for (key, _) in &result.missing {
         if !optional.iter().any(|o| key == o) {
-            problems.push(format!("  missing: {key}"));
+            problems.push(format!("  missing: {}", official_name(key, remaps)));
         }
     }
     for key in &result.unused {
-        problems.push(format!("  unexpected: {}", official_name(key, remaps)));
+        let official = official_name(key, remaps);
+        if !ignored.contains(&official.as_str()) {
+            problems.push(format!("  unexpected: {official}"));
+        }
     }
     if problems.is_empty() {
         Ok(())

@@ -1,0 +1,320 @@
+//! Parity with the official code: open_clip 2.26.1's tokenizer and CLIP, torchvision's
+//! preprocessing, clip_benchmark's zero-shot classifier, on a tiny random CLIP with ViT-L/14's
+//! structure (goldens by `scripts/clip_goldens.sh` in `tests/data/clip_tiny/`).
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Tensor, TensorData};
+use burn_flex::Flex;
+use echo4o_bench::geneval::{COLORS, ColorClassifier};
+use echo4o_perception::clip::model::Clip;
+use echo4o_perception::clip::preprocess::{preprocess, resize_and_crop};
+use echo4o_perception::clip::{ClipColorClassifier, ClipConfig, ClipTokenizer};
+use image::RgbImage;
+
+type B = Flex;
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip_tiny")
+}
+
+/// Every golden tensor, as (shape, f32 values).
+fn goldens() -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(data().join("features.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let values: Vec<f32> = match view.dtype() {
+                safetensors::Dtype::F32 => view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                safetensors::Dtype::I32 => view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+                    .collect(),
+                other => panic!("{name}: unexpected dtype {other:?}"),
+            };
+            (name, (view.shape().to_vec(), values))
+        })
+        .collect()
+}
+
+fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().into_vec().unwrap()
+}
+
+/// The largest absolute difference, after checking the shapes agree.
+fn assert_close(what: &str, got: Tensor<B, 3>, want: &(Vec<usize>, Vec<f32>), tol: f32) {
+    assert_eq!(got.dims().to_vec(), want.0, "{what}: shape");
+    assert_close_values(what, &values(got), &want.1, tol);
+}
+
+fn assert_close_values(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let diff = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff <= tol, "{what}: max |diff| {diff:e} > {tol:e}");
+}
+
+fn config() -> ClipConfig {
+    ClipConfig::from_file(&data().join("config.json")).unwrap()
+}
+
+fn classifier() -> ClipColorClassifier<B> {
+    ClipColorClassifier::load(
+        config(),
+        &data().join("model.safetensors"),
+        Default::default(),
+    )
+    .unwrap()
+}
+
+fn crops() -> Vec<(String, RgbImage)> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data().join("classify.json")).unwrap()).unwrap();
+    index["crops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let name = n.as_str().unwrap().to_string();
+            let img = image::open(data().join("crops").join(&name))
+                .unwrap()
+                .to_rgb8();
+            (name, img)
+        })
+        .collect()
+}
+
+#[test]
+fn tokenizer_matches_open_clip_on_every_golden_string() {
+    let t = ClipTokenizer::openai().unwrap();
+    let golden: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(data().join("tokens.json")).unwrap()).unwrap();
+    assert!(golden.len() >= 2400);
+    let mut wrong = Vec::new();
+    for entry in &golden {
+        let text = entry["text"].as_str().unwrap();
+        let want: Vec<u32> = entry["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let mut got = t.tokenize(text, 77);
+        got.truncate(want.len());
+        let padding_is_zero = t.tokenize(text, 77)[want.len()..].iter().all(|&i| i == 0);
+        if got != want || !padding_is_zero {
+            wrong.push(format!("{text:?}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} strings differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn preprocessing_matches_torchvision_byte_for_byte() {
+    for (name, img) in crops() {
+        let want = image::open(data().join("preprocessed").join(&name))
+            .unwrap()
+            .to_rgb8();
+        let got = resize_and_crop(&img, 224).unwrap();
+        assert_eq!(got.dimensions(), want.dimensions(), "{name}");
+        let differing = got
+            .as_raw()
+            .iter()
+            .zip(want.as_raw())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(differing, 0, "{name}: {differing} bytes differ");
+    }
+}
+
+#[test]
+fn vision_tower_matches_at_every_stage() {
+    let g = goldens();
+    let crops = crops();
+    // The normalised input of the two staged crops (indices 2 and 7).
+    let (shape, want_pixels) = &g["pixels"];
+    let mut ours = preprocess(&crops[2].1, 224).unwrap();
+    ours.extend(preprocess(&crops[7].1, 224).unwrap());
+    assert_close_values("pixels", &ours, want_pixels, 1e-6);
+    let pixels = Tensor::<B, 4>::from_data(
+        TensorData::new(want_pixels.clone(), shape.clone()),
+        &Default::default(),
+    );
+    let model = golden_model();
+    let (features, trace) = model.visual.forward_traced(pixels);
+    assert_close("vision.ln_pre", trace.ln_pre, &g["vision.ln_pre"], 1e-4);
+    for (i, block) in trace.blocks.into_iter().enumerate() {
+        let key = format!("vision.block{i}");
+        assert_close(&key, block, &g[&key], 1e-4);
+    }
+    let want = &g["image_features"];
+    let staged: Vec<f32> = [2usize, 7]
+        .iter()
+        .flat_map(|&i| want.1[i * want.0[1]..(i + 1) * want.0[1]].to_vec())
+        .collect();
+    assert_close_values("image_features (staged)", &values(features), &staged, 1e-4);
+    // Every crop end to end: our preprocessing, then the tower.
+    let mut all = Vec::new();
+    for (_, img) in &crops {
+        all.extend(preprocess(img, 224).unwrap());
+    }
+    let all = Tensor::<B, 4>::from_data(
+        TensorData::new(all, [crops.len(), 3, 224, 224]),
+        &Default::default(),
+    );
+    assert_close_values(
+        "image_features",
+        &values(model.encode_image(all)),
+        &want.1,
+        1e-4,
+    );
+}
+
+/// The model with the golden weights, for stage-by-stage forwards.
+fn golden_model() -> Clip<B> {
+    let mut model = Clip::init(&config(), &Default::default());
+    echo4o_model::weights::load_safetensors_ignoring(
+        &mut model,
+        &data().join("model.safetensors"),
+        echo4o_perception::clip::color::CLIP_REMAPS,
+        &[],
+        echo4o_perception::clip::color::CLIP_IGNORED,
+    )
+    .unwrap();
+    model
+}
+
+#[test]
+fn text_tower_matches_at_every_stage() {
+    let g = goldens();
+    let model = golden_model();
+    let (shape, ids) = &g["text.tokens"];
+    let tokens: Vec<Vec<u32>> = ids
+        .chunks(shape[1])
+        .map(|r| r.iter().map(|&v| v as u32).collect())
+        .collect();
+    // The tokenizer makes the same ids from the prompts.
+    let t = ClipTokenizer::openai().unwrap();
+    for (prompt, row) in [
+        "a photo of a red dog",
+        "a photo of a blue-colored hair drier",
+        "a photo of a pink object",
+    ]
+    .iter()
+    .zip(&tokens)
+    {
+        assert_eq!(&t.tokenize(prompt, 77), row, "{prompt}");
+    }
+    let (features, trace) = model.encode_text_traced(&tokens);
+    for (i, block) in trace.blocks.into_iter().enumerate() {
+        let key = format!("text.block{i}");
+        assert_close(&key, block, &g[&key], 1e-4);
+    }
+    assert_close_values(
+        "text_features",
+        &values(features),
+        &g["text_features"].1,
+        1e-4,
+    );
+}
+
+#[test]
+fn zero_shot_colours_match_clip_benchmark() {
+    let g = goldens();
+    let clf = classifier();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data().join("classify.json")).unwrap()).unwrap();
+    let crops: Vec<RgbImage> = crops().into_iter().map(|(_, i)| i).collect();
+    for class in ["dog", "hair drier", "traffic light"] {
+        let key = class.replace(' ', "_");
+        let (shape, want) = &g[&format!("classifier.{key}")];
+        assert_eq!(shape, &vec![24, COLORS.len()], "{class}");
+        assert_close_values(
+            &format!("classifier {class}"),
+            &values(clf.classifier(class)),
+            want,
+            1e-5,
+        );
+        let logits = values(clf.logits(&crops, class).unwrap());
+        assert_close_values(
+            &format!("logits {class}"),
+            &logits,
+            &g[&format!("logits.{key}")].1,
+            2e-3,
+        );
+        let got = clf.classify(&crops, class).unwrap();
+        let want: Vec<String> = index["colors"][class]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, want, "{class}");
+    }
+    assert!(clf.classify(&[], "dog").unwrap().is_empty());
+    let err = clf
+        .classify(&[RgbImage::new(0, 3)], "dog")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("empty crop"), "{err}");
+}
+
+#[test]
+fn loading_is_strict_and_names_official_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(data().join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| {
+            n != "visual.ln_pre.weight" && n != "transformer.resblocks.1.attn.in_proj_bias"
+        })
+        .collect();
+    let extra = st.tensor("visual.proj").unwrap();
+    tensors.push(("visual.head.weight".to_string(), extra));
+    let path = dir.path().join("broken.safetensors");
+    safetensors::serialize_to_file(tensors, None, &path).unwrap();
+    let err = ClipColorClassifier::<B>::load(config(), &path, Default::default())
+        .err()
+        .unwrap()
+        .to_string();
+    for needle in [
+        "broken.safetensors",
+        "missing: visual.ln_pre.weight",
+        "missing: transformer.resblocks.1.attn.in_proj_bias",
+        "unexpected: visual.head.weight",
+    ] {
+        assert!(err.contains(needle), "{needle} not in:\n{err}");
+    }
+    assert!(!err.contains("logit_scale"), "{err}");
+    // Weights of another shape: the key and both shapes.
+    let mut other = config();
+    other.text_cfg.width = 32;
+    let err = ClipColorClassifier::<B>::load(
+        other,
+        &data().join("model.safetensors"),
+        Default::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("token_embedding.weight"), "{err}");
+}
