@@ -11,6 +11,7 @@
 //! | [`data`] | `echo4o-data` | datasets, transforms, loaders, writers |
 //! | [`model`] | `echo4o-model` | BAGEL in burn, backends |
 //! | [`bench`](mod@bench) | `echo4o-bench` | GenEval++, Imagine-Bench, GenEval |
+//! | [`perception`] | `echo4o-perception` | GenEval's models in burn: CLIP colour classifier |
 //! | [`experiment`] | this crate | training runs and shapes-world evaluation |
 //!
 //! ```
@@ -31,3 +32,4 @@ pub use echo4o_bench as bench;
 pub use echo4o_core as core;
 pub use echo4o_data as data;
 pub use echo4o_model as model;
+pub use echo4o_perception as perception;

@@ -40,17 +40,6 @@ pub enum Error {
     /// left without a verdict after every transport retry.
     #[error("judge: {0}")]
     Judge(String),
-    /// A perception model behind [`Detector`](crate::geneval::Detector) or
-    /// [`ColorClassifier`](crate::geneval::ColorClassifier) failed (its own error, boxed, since
-    /// those models live in crates this one does not depend on).
-    #[error("{model}: {source}")]
-    Perception {
-        /// Which model.
-        model: String,
-        /// Its error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
     /// An error from `echo4o-core` (images, HTTP).
     #[error(transparent)]
     Core(#[from] echo4o_core::Error),

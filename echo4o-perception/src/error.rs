@@ -53,11 +53,9 @@ impl Error {
     }
 }
 
+/// Into the benchmark's errors as a plug-in's own error, its source chain kept.
 impl From<Error> for echo4o_bench::Error {
     fn from(e: Error) -> Self {
-        echo4o_bench::Error::Perception {
-            model: "CLIP colour classifier".to_string(),
-            source: Box::new(e),
-        }
+        echo4o_bench::Error::Core(echo4o_core::Error::plugin("CLIP colour classifier", e))
     }
 }

@@ -101,12 +101,22 @@ impl<B: Backend> ClipColorClassifier<B> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The zero-shot classifier of `class`: `[embed_dim, 10]`, one unit column per colour.
+    /// The zero-shot classifier of `class`: `[embed_dim, 10]`, one unit column per colour;
+    /// built once per class, as the official `COLOR_CLASSIFIERS` caches it.
     pub fn classifier(&self, class: &str) -> Tensor<B, 2> {
-        let mut state = self.lock();
-        if let Some(c) = state.classifiers.get(class) {
+        if let Some(c) = self.lock().classifiers.get(class) {
             return c.clone();
         }
+        let classifier = self.build_classifier(class);
+        self.lock()
+            .classifiers
+            .insert(class.to_string(), classifier.clone());
+        classifier
+    }
+
+    /// [`classifier`](Self::classifier) without the cache: per colour, the three templates'
+    /// text features normalised, averaged and normalised again.
+    pub fn build_classifier(&self, class: &str) -> Tensor<B, 2> {
         let context = self.config.text_cfg.context_length;
         let columns: Vec<Tensor<B, 2>> = COLORS
             .iter()
@@ -115,21 +125,17 @@ impl<B: Backend> ClipColorClassifier<B> {
                     .iter()
                     .map(|t| self.tokenizer.tokenize(t, context))
                     .collect();
-                let mean = l2_normalize(state.model.encode_text(&tokens)).mean_dim(0);
-                l2_normalize(mean).transpose()
+                let features = self.lock().model.encode_text(&tokens);
+                l2_normalize(l2_normalize(features).mean_dim(0)).transpose()
             })
             .collect();
-        let classifier = Tensor::cat(columns, 1);
-        state
-            .classifiers
-            .insert(class.to_string(), classifier.clone());
-        classifier
+        Tensor::cat(columns, 1)
     }
 
-    /// `[n, 10]`: 100 x the cosine of each crop's image features with each colour's column.
-    pub fn logits(&self, crops: &[RgbImage], class: &str) -> Result<Tensor<B, 2>, Error> {
-        let classifier = self.classifier(class);
+    /// `[n, embed_dim]`: the image features of each crop (not normalised), in batches of 16.
+    pub fn image_features(&self, crops: &[RgbImage]) -> Result<Tensor<B, 2>, Error> {
         let size = self.config.vision_cfg.image_size;
+        let embed = self.config.embed_dim;
         let mut out = Vec::new();
         for batch in crops.chunks(BATCH) {
             let mut pixels = Vec::with_capacity(batch.len() * 3 * size * size);
@@ -140,13 +146,21 @@ impl<B: Backend> ClipColorClassifier<B> {
                 TensorData::new(pixels, [batch.len(), 3, size, size]),
                 &self.device,
             );
-            let features = self.lock().model.encode_image(pixels);
-            out.push(l2_normalize(features).matmul(classifier.clone()) * 100.0);
+            out.push(self.lock().model.encode_image(pixels));
         }
         if out.is_empty() {
-            return Ok(Tensor::zeros([0, COLORS.len()], &self.device));
+            return Ok(Tensor::zeros([0, embed], &self.device));
         }
         Ok(Tensor::cat(out, 0))
+    }
+
+    /// `[n, 10]`: 100 x the cosine of each crop's image features with each colour's column.
+    pub fn logits(&self, crops: &[RgbImage], class: &str) -> Result<Tensor<B, 2>, Error> {
+        let classifier = self.classifier(class);
+        if crops.is_empty() {
+            return Ok(Tensor::zeros([0, COLORS.len()], &self.device));
+        }
+        Ok(l2_normalize(self.image_features(crops)?).matmul(classifier) * 100.0)
     }
 
     /// The colour of each crop.
