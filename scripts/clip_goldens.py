@@ -16,6 +16,10 @@ echo4o-perception/tests/data/clip_tiny/:
   features; the text tower's stages and features for a few prompts; and per class the zero-shot
   classifier (embed_dim x 10 colours) and the logits of every crop against it.
 - classify.json: per class, the colour clip_benchmark's run_classification predicts per crop.
+- formats/: one very small CLIP (vocabulary 64) saved three ways by torch itself, to test that
+  every container loads the same weights: `model.safetensors`, `checkpoint.pth` (torch.save zip
+  of {"state_dict": ..., "meta": ...}, as mmdet/mmcv checkpoints are) and `legacy.bin` (the bare
+  state_dict in torch's pre-1.6 non-zip format), plus its `config.json`.
 """
 import json
 import os
@@ -164,4 +168,23 @@ for cls in ["dog", "hair drier", "traffic light"]:
 save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(OUT, "features.safetensors"))
 with open(os.path.join(OUT, "classify.json"), "w") as f:
     json.dump({"crops": [n for n, _ in crops], "colors": classify}, f, indent=2)
+small_cfg = {
+    "embed_dim": 8,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 28, "layers": 1, "width": 16, "head_width": 8, "patch_size": 14},
+    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 8, "heads": 2, "layers": 1},
+}
+small = open_clip.model.CLIP(
+    embed_dim=small_cfg["embed_dim"], vision_cfg=small_cfg["vision_cfg"], text_cfg=small_cfg["text_cfg"],
+    quick_gelu=True,
+)
+formats = os.path.join(OUT, "formats")
+os.makedirs(formats, exist_ok=True)
+with open(os.path.join(formats, "config.json"), "w") as f:
+    json.dump(small_cfg, f, indent=2)
+sd = {k: v.contiguous() for k, v in small.state_dict().items()}
+save_file(sd, os.path.join(formats, "model.safetensors"))
+torch.save({"state_dict": sd, "meta": {"mmdet_version": "2.28.2", "CLASSES": ("person", "bicycle"), "epoch": 50,
+            "hook_msgs": {"best": 0.5}}}, os.path.join(formats, "checkpoint.pth"))
+torch.save(sd, os.path.join(formats, "legacy.bin"), _use_new_zipfile_serialization=False)
 print(f"wrote {OUT}: {len(texts)} tokenised strings, {len(crops)} crops, {len(tensors)} tensors")

@@ -234,6 +234,106 @@ fn geneval_with_the_shapes_detector_scores_a_folder() {
     }
 }
 
+/// `--clip-weights` names colours with GenEval's zero-shot CLIP classifier (here the tiny random
+/// open_clip model of the parity tests): the CLI writes what the library gives with the same
+/// classifier, and weights that do not fit the config fail naming the file and the key.
+#[test]
+fn geneval_with_clip_colours_matches_the_library() {
+    use echo4o::bench::geneval::shapes::ShapesDetector;
+    use echo4o::bench::geneval::{
+        EngineConfig, evaluate_folder, shapes_metadata, write_sample_folder,
+    };
+    use echo4o::data::shapes::captions::geneval_shapes;
+    use echo4o::data::shapes::layout::place;
+    use echo4o::perception::clip::{ClipColorClassifier, ClipConfig};
+
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("echo4o-perception/tests/data/clip_tiny");
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    let prompts = geneval_shapes(50, echo4o::bench::geneval::SHAPES_SEED);
+    let metadata = shapes_metadata(false);
+    // colors and color_attr prompts: the ones the classifier decides.
+    for (k, i) in [150, 151, 250, 251].into_iter().enumerate() {
+        let img = place(&prompts[i].request, 64, 64, 1).unwrap().render();
+        write_sample_folder(&images, k, &metadata[i], &[img]).unwrap();
+    }
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_echo4o"))
+        .args(["bench", "geneval", "--images"])
+        .arg(&images)
+        .arg("--out")
+        .arg(&out)
+        .arg("--clip-weights")
+        .arg(clip.join("model.safetensors"))
+        .arg("--clip-config")
+        .arg(clip.join("config.json"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let classifier = ClipColorClassifier::<burn_flex::Flex>::load(
+        ClipConfig::from_file(&clip.join("config.json")).unwrap(),
+        &clip.join("model.safetensors"),
+        Default::default(),
+    )
+    .unwrap();
+    let lib_out = dir.path().join("lib");
+    std::fs::create_dir_all(&lib_out).unwrap();
+    let (results, _) = evaluate_folder(
+        "geneval",
+        &images,
+        &lib_out,
+        &ShapesDetector::default(),
+        &classifier,
+        &EngineConfig::default(),
+    )
+    .unwrap();
+    let cli: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(cli.len(), results.len());
+    for (line, r) in cli.iter().zip(&results) {
+        assert_eq!(line["correct"], r.correct, "{line}");
+        assert_eq!(line["reason"], r.reason.as_str(), "{line}");
+    }
+    // The random tiny model names colours differently from the detector's pixel rule somewhere.
+    let shapes_out = dir.path().join("shapes");
+    let shapes = echo4o::bench::geneval::shapes::score_folder(&images, &shapes_out)
+        .unwrap()
+        .0;
+    assert!(
+        shapes
+            .iter()
+            .zip(&results)
+            .any(|(a, b)| a.reason != b.reason),
+        "CLIP colours made no difference"
+    );
+    // Weights of another model: refused before any image is scored, naming file and key.
+    let bad = Command::new(env!("CARGO_BIN_EXE_echo4o"))
+        .args(["bench", "geneval", "--images"])
+        .arg(&images)
+        .arg("--out")
+        .arg(dir.path().join("bad"))
+        .arg("--clip-weights")
+        .arg(clip.join("formats/model.safetensors"))
+        .arg("--clip-config")
+        .arg(clip.join("config.json"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("formats/model.safetensors") && err.contains("token_embedding.weight"),
+        "{err}"
+    );
+    assert!(!dir.path().join("bad/results.jsonl").exists());
+}
+
 /// One corrupt image counts as wrong and is listed; it does not end the run.
 #[test]
 fn geneval_scores_the_rest_when_one_image_is_corrupt() {

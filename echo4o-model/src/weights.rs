@@ -12,7 +12,9 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::ToElement;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn_store::{
+    BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
 
 use crate::Error;
 
@@ -58,18 +60,65 @@ pub fn load_safetensors<B: Backend, M: ModuleSnapshot<B>>(
     remaps: &[Remap],
     optional: &[&str],
 ) -> Result<(), Error> {
-    load_safetensors_ignoring(module, path, remaps, optional, &[])
+    load_weights(
+        module,
+        path,
+        &KeyRules {
+            remaps,
+            optional,
+            ..KeyRules::default()
+        },
+    )
 }
 
-/// [`load_safetensors`] for checkpoints that carry tensors the module has no use for: keys in
-/// `ignored` (checkpoint names) are skipped instead of reported as unexpected. open_clip's
-/// `logit_scale`, for one, is only read by the contrastive loss.
-pub fn load_safetensors_ignoring<B: Backend, M: ModuleSnapshot<B>>(
+/// How a checkpoint's keys meet a module's: the renames, the module keys a file may lack, the
+/// file keys the module has no use for, and where a PyTorch pickle keeps its state dict.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyRules<'a> {
+    /// Renames between the checkpoint's names and the module's.
+    pub remaps: &'a [Remap],
+    /// Module keys the file may lack (they keep their initial values).
+    pub optional: &'a [&'a str],
+    /// Checkpoint keys (official names) skipped instead of reported as unexpected: open_clip's
+    /// `logit_scale`, for one, is only read by the contrastive loss.
+    pub ignored: &'a [&'a str],
+    /// In a PyTorch pickle, the entry of the top-level dict that holds the state dict
+    /// (`"state_dict"` in mmdet/mmcv checkpoints); `None` when the top level is the state dict.
+    pub state_dict_key: Option<&'a str>,
+}
+
+/// The container of a weight file, told by its first bytes rather than its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// safetensors: an 8-byte header length, then a JSON header.
+    Safetensors,
+    /// `torch.save` output: a zip archive (PyTorch >= 1.6) or a legacy pickle stream.
+    PyTorch,
+}
+
+impl WeightFormat {
+    /// The format of `path`; an unreadable file is an I/O error naming it.
+    pub fn detect(path: &Path) -> Result<Self, Error> {
+        use std::io::Read;
+        let io = |e| Error::Core(echo4o_core::Error::io(path, e));
+        let mut head = [0u8; 9];
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let n = file.read(&mut head).map_err(io)?;
+        Ok(match head[..n] {
+            [b'P', b'K', 3, 4, ..] | [0x80, ..] => WeightFormat::PyTorch,
+            _ => WeightFormat::Safetensors,
+        })
+    }
+}
+
+/// Loads a checkpoint in either format (see [`WeightFormat`]) into `module`, strictly under
+/// `rules`: any module key the file lacks (except `optional`), any file key the module lacks
+/// (except `ignored`), and any shape mismatch fails with every offending key listed by its
+/// official name.
+pub fn load_weights<B: Backend, M: ModuleSnapshot<B>>(
     module: &mut M,
     path: &Path,
-    remaps: &[Remap],
-    optional: &[&str],
-    ignored: &[&str],
+    rules: &KeyRules<'_>,
 ) -> Result<(), Error> {
     if !path.is_file() {
         return Err(Error::Core(echo4o_core::Error::io(
@@ -77,39 +126,60 @@ pub fn load_safetensors_ignoring<B: Backend, M: ModuleSnapshot<B>>(
             std::io::Error::new(std::io::ErrorKind::NotFound, "weight file not found"),
         )));
     }
-    let mut store = SafetensorsStore::from_file(path)
-        .with_from_adapter(PyTorchToBurnAdapter)
-        .allow_partial(true)
-        .validate(true);
-    for r in remaps {
-        store = store.with_key_remapping(r.to_module.0, r.to_module.1);
-    }
-    let result = module.load_from(&mut store).map_err(|e| Error::Weights {
+    let failed = |details: String| Error::Weights {
         path: path.display().to_string(),
-        details: e.to_string(),
-    })?;
+        details,
+    };
+    let result = match WeightFormat::detect(path)? {
+        WeightFormat::Safetensors => {
+            let mut store = SafetensorsStore::from_file(path)
+                .with_from_adapter(PyTorchToBurnAdapter)
+                .allow_partial(true)
+                .validate(true);
+            for r in rules.remaps {
+                store = store.with_key_remapping(r.to_module.0, r.to_module.1);
+            }
+            module
+                .load_from(&mut store)
+                .map_err(|e| failed(e.to_string()))?
+        }
+        WeightFormat::PyTorch => {
+            // No contiguous re-indexing: a checkpoint missing block 5 must say so, not have
+            // block 6 loaded in its place.
+            let mut store = PytorchStore::from_file(path)
+                .map_indices_contiguous(false)
+                .allow_partial(true)
+                .validate(true);
+            if let Some(key) = rules.state_dict_key {
+                store = store.with_top_level_key(key);
+            }
+            for r in rules.remaps {
+                store = store.with_key_remapping(r.to_module.0, r.to_module.1);
+            }
+            module
+                .load_from(&mut store)
+                .map_err(|e| failed(e.to_string()))?
+        }
+    };
     let mut problems = Vec::new();
     for e in &result.errors {
         problems.push(format!("  {e}"));
     }
     for (key, _) in &result.missing {
-        if !optional.iter().any(|o| key == o) {
-            problems.push(format!("  missing: {}", official_name(key, remaps)));
+        if !rules.optional.iter().any(|o| key == o) {
+            problems.push(format!("  missing: {}", official_name(key, rules.remaps)));
         }
     }
     for key in &result.unused {
-        let official = official_name(key, remaps);
-        if !ignored.contains(&official.as_str()) {
+        let official = official_name(key, rules.remaps);
+        if !rules.ignored.contains(&official.as_str()) {
             problems.push(format!("  unexpected: {official}"));
         }
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::Weights {
-            path: path.display().to_string(),
-            details: problems.join("\n"),
-        })
+        Err(failed(problems.join("\n")))
     }
 }
 

@@ -190,12 +190,10 @@ fn vision_tower_matches_at_every_stage() {
 /// The model with the golden weights, for stage-by-stage forwards.
 fn golden_model() -> Clip<B> {
     let mut model = Clip::init(&config(), &Default::default());
-    echo4o_model::weights::load_safetensors_ignoring(
+    echo4o_model::weights::load_weights(
         &mut model,
         &data().join("model.safetensors"),
-        echo4o_perception::clip::color::CLIP_REMAPS,
-        &[],
-        echo4o_perception::clip::color::CLIP_IGNORED,
+        &echo4o_perception::clip::color::CLIP_KEYS,
     )
     .unwrap();
     model
@@ -317,4 +315,57 @@ fn loading_is_strict_and_names_official_keys() {
     .unwrap()
     .to_string();
     assert!(err.contains("token_embedding.weight"), "{err}");
+}
+
+/// The same weights saved by torch three ways (safetensors, a `torch.save` zip with the state dict
+/// under `state_dict` beside a `meta` dict, a bare state dict in the legacy non-zip format) load
+/// into the same model: identical features from each.
+#[test]
+fn every_container_torch_writes_loads_the_same_weights() {
+    use echo4o_model::weights::{KeyRules, WeightFormat, load_weights};
+    use echo4o_perception::clip::color::CLIP_KEYS;
+    let dir = data().join("formats");
+    let config = ClipConfig::from_file(&dir.join("config.json")).unwrap();
+    let device = Default::default();
+    let features = |file: &str, rules: &KeyRules<'_>| {
+        let mut model = Clip::<B>::init(&config, &device);
+        load_weights(&mut model, &dir.join(file), rules).unwrap();
+        let pixels = Tensor::<B, 4>::from_data(
+            TensorData::new(
+                (0..3 * 28 * 28).map(|i| (i % 17) as f32 / 17.0).collect(),
+                [1, 3, 28, 28],
+            ),
+            &device,
+        );
+        let mut out = values(model.encode_image(pixels));
+        out.extend(values(model.encode_text(&[vec![62, 5, 9, 63, 0, 0, 0, 0]])));
+        out
+    };
+    assert_eq!(
+        WeightFormat::detect(&dir.join("checkpoint.pth")).unwrap(),
+        WeightFormat::PyTorch
+    );
+    assert_eq!(
+        WeightFormat::detect(&dir.join("legacy.bin")).unwrap(),
+        WeightFormat::PyTorch
+    );
+    assert_eq!(
+        WeightFormat::detect(&dir.join("model.safetensors")).unwrap(),
+        WeightFormat::Safetensors
+    );
+    let reference = features("model.safetensors", &CLIP_KEYS);
+    assert!(reference.iter().any(|v| *v != 0.0));
+    let nested = KeyRules {
+        state_dict_key: Some("state_dict"),
+        ..CLIP_KEYS
+    };
+    assert_eq!(features("checkpoint.pth", &nested), reference);
+    assert_eq!(features("legacy.bin", &CLIP_KEYS), reference);
+    // Without the entry name, the mmdet-style checkpoint's tensors are not where the model
+    // looks: every key is reported, none silently left at its initial value.
+    let mut model = Clip::<B>::init(&config, &device);
+    let err = load_weights(&mut model, &dir.join("checkpoint.pth"), &CLIP_KEYS)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing: visual.conv1.weight"), "{err}");
 }

@@ -4,9 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use echo4o::bench::geneval::shapes::ShapesDetector;
+use echo4o::bench::geneval::{EngineConfig, GenEvalScores, evaluate_folder};
 use echo4o::bench::geneval_pp::{self, GenEvalPp};
 use echo4o::bench::imagine::{self, ImagineBench, Scoring};
 use echo4o::bench::runner::{self, JudgedBenchmark, Progress, RunOptions};
+use echo4o::model::burn::tensor::backend::Backend;
+use echo4o::model::{BackendTask, DeviceSpec};
+use echo4o::perception::clip::{ClipColorClassifier, ClipConfig};
 use indicatif::ProgressBar;
 
 use super::judge_opts::JudgeOptions;
@@ -46,11 +51,30 @@ enum Benchmark {
         /// Output folder: results.jsonl (the official script's lines), summary.json, report.md.
         #[arg(long)]
         out: PathBuf,
-        /// The perception behind the rules. `shapes`: the shapes world's detector and color
-        /// classifier (GenEval's own Mask2Former + CLIP are Python models echo4o does not ship).
+        /// The detector behind the rules. `shapes`: the shapes world's (GenEval's own
+        /// Mask2Former is not ported yet).
         #[arg(long, value_enum, default_value_t = DetectorKind::Shapes)]
         detector: DetectorKind,
+        #[command(flatten)]
+        clip: ClipArgs,
     },
+}
+
+/// GenEval's colour classifier: zero-shot CLIP instead of the detector's own colours.
+#[derive(Debug, clap::Args)]
+struct ClipArgs {
+    /// open_clip weights for GenEval's zero-shot colour classifier (its state_dict as
+    /// safetensors or as torch.save wrote it, open_clip's key names): ViT-L-14 `openai`, as
+    /// GenEval uses, or the model of --clip-config. Without it, the detector names colours.
+    #[arg(long)]
+    clip_weights: Option<PathBuf>,
+    /// The open_clip model config (JSON, open_clip's `model_configs` format) of
+    /// --clip-weights [default: ViT-L-14 with QuickGELU].
+    #[arg(long, requires = "clip_weights")]
+    clip_config: Option<PathBuf>,
+    /// Where CLIP runs: cpu, ndarray, cuda-f32:N (GenEval's f32), cuda:N (bf16).
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -150,12 +174,27 @@ pub fn run(args: BenchArgs, quiet: bool) -> anyhow::Result<()> {
             images,
             out,
             detector: DetectorKind::Shapes,
-        } => geneval(&images, &out, quiet),
+            clip,
+        } => geneval(&images, &out, clip, quiet),
     }
 }
 
-fn geneval(images: &Path, out: &Path, quiet: bool) -> anyhow::Result<()> {
-    let (_, scores) = echo4o::bench::geneval::shapes::score_folder(images, out)?;
+fn geneval(images: &Path, out: &Path, clip: ClipArgs, quiet: bool) -> anyhow::Result<()> {
+    let scores = match clip.clip_weights {
+        None => echo4o::bench::geneval::shapes::score_folder(images, out)?.1,
+        Some(weights) => {
+            let config = match &clip.clip_config {
+                Some(path) => ClipConfig::from_file(path)?,
+                None => ClipConfig::vit_l_14_openai(),
+            };
+            clip.device.run(ScoreWithClip {
+                images: images.to_path_buf(),
+                out: out.to_path_buf(),
+                config,
+                weights,
+            })??
+        }
+    };
     if !quiet {
         print!("{}", scores.table());
         println!(
@@ -164,6 +203,34 @@ fn geneval(images: &Path, out: &Path, quiet: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A GenEval folder scored with the shapes detector and CLIP colours, on the backend of
+/// `--device`.
+struct ScoreWithClip {
+    images: PathBuf,
+    out: PathBuf,
+    config: ClipConfig,
+    weights: PathBuf,
+}
+
+impl BackendTask for ScoreWithClip {
+    type Output = anyhow::Result<GenEvalScores>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let classifier = ClipColorClassifier::<B>::load(self.config, &self.weights, device)?;
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))?;
+        let (_, scores) = evaluate_folder(
+            "geneval",
+            &self.images,
+            &self.out,
+            &ShapesDetector::default(),
+            &classifier,
+            &EngineConfig::default(),
+        )?;
+        Ok(scores)
+    }
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use echo4o_bench::geneval::{COLORS, ColorClassifier};
-use echo4o_model::weights::{Remap, load_safetensors_ignoring};
+use echo4o_model::weights::{KeyRules, Remap, load_weights};
 use image::RgbImage;
 
 use super::config::ClipConfig;
@@ -39,6 +39,14 @@ pub const CLIP_REMAPS: &[Remap] = &[
 
 /// Checkpoint tensors the classifier has no use for: the contrastive temperature.
 pub const CLIP_IGNORED: &[&str] = &["logit_scale"];
+
+/// How open_clip's `state_dict` keys meet [`Clip`]'s.
+pub const CLIP_KEYS: KeyRules<'static> = KeyRules {
+    remaps: CLIP_REMAPS,
+    optional: &[],
+    ignored: CLIP_IGNORED,
+    state_dict_key: None,
+};
 
 /// The templates GenEval fills per object class and colour.
 pub fn templates(class: &str, color: &str) -> [String; 3] {
@@ -85,13 +93,15 @@ impl<B: Backend> ClipColorClassifier<B> {
         }
     }
 
-    /// Loads open_clip weights (a `state_dict` saved as safetensors, open_clip's key names, e.g.
-    /// `open_clip_model.safetensors` of ViT-L-14 `openai`) strictly: every key of the model must
-    /// be there with its shape, and every key there must be used (`logit_scale` aside).
+    /// Loads open_clip weights, its `state_dict` under open_clip's key names, as safetensors
+    /// (`open_clip_model.safetensors` of ViT-L-14 `openai`) or as `torch.save` writes it
+    /// (`open_clip_pytorch_model.bin`), strictly: every key of the model must be there with its
+    /// shape, and every key there must be used (`logit_scale` aside). OpenAI's own
+    /// `ViT-L-14.pt` is a TorchScript archive, which this does not read.
     pub fn load(config: ClipConfig, weights: &Path, device: B::Device) -> Result<Self, Error> {
         config.validate("CLIP config")?;
         let mut model = Clip::init(&config, &device);
-        load_safetensors_ignoring(&mut model, weights, CLIP_REMAPS, &[], CLIP_IGNORED)?;
+        load_weights(&mut model, weights, &CLIP_KEYS)?;
         echo4o_model::weights::check_finite(&model, weights)?;
         Ok(Self::new(model, config, ClipTokenizer::openai()?, device))
     }
