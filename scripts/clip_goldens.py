@@ -19,7 +19,8 @@ echo4o-perception/tests/data/clip_tiny/:
 - formats/: one very small CLIP (vocabulary 64) saved three ways by torch itself, to test that
   every container loads the same weights: `model.safetensors`, `checkpoint.pth` (torch.save zip
   of {"state_dict": ..., "meta": ...}, as mmdet/mmcv checkpoints are) and `legacy.bin` (the bare
-  state_dict in torch's pre-1.6 non-zip format), plus its `config.json`.
+  state_dict in torch's pre-1.6 non-zip format), plus its `config.json`. Every output is
+  byte-identical from run to run except `legacy.bin`, whose pickle names storages by object id.
 """
 import json
 import os
@@ -50,9 +51,14 @@ cfg = {
     "vision_cfg": {"image_size": 224, "layers": 2, "width": 48, "head_width": 16, "patch_size": 14},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 2},
 }
-model = open_clip.model.CLIP(
-    embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"], quick_gelu=True
-)
+def make_clip(c):
+    """open_clip's CLIP of config `c` (QuickGELU, as for OpenAI weights), randomly initialised."""
+    return open_clip.model.CLIP(
+        embed_dim=c["embed_dim"], vision_cfg=c["vision_cfg"], text_cfg=c["text_cfg"], quick_gelu=True
+    )
+
+
+model = make_clip(cfg)
 # open_clip's init leaves some tensors at exact constants (zero biases, unit norms); perturb every
 # parameter so that a wrong key, transpose or missing bias shows in the outputs.
 with torch.no_grad():
@@ -174,10 +180,7 @@ small_cfg = {
     "vision_cfg": {"image_size": 28, "layers": 1, "width": 16, "head_width": 8, "patch_size": 14},
     "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 8, "heads": 2, "layers": 1},
 }
-small = open_clip.model.CLIP(
-    embed_dim=small_cfg["embed_dim"], vision_cfg=small_cfg["vision_cfg"], text_cfg=small_cfg["text_cfg"],
-    quick_gelu=True,
-)
+small = make_clip(small_cfg)
 formats = os.path.join(OUT, "formats")
 os.makedirs(formats, exist_ok=True)
 with open(os.path.join(formats, "config.json"), "w") as f:

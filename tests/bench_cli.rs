@@ -188,34 +188,56 @@ fn dry_run_sends_nothing() {
     assert_eq!(text.lines().count(), 6);
 }
 
-/// `echo4o bench geneval` scores a GenEval-layout folder of shapes renders with the shapes
-/// detector: renders of the prompts pass, a render of another prompt fails.
-#[test]
-fn geneval_with_the_shapes_detector_scores_a_folder() {
+/// A GenEval-layout folder under `dir/images`: folder k holds the metadata of GenEval-shapes
+/// prompt `asked` and a render of prompt `drawn`, for each `(asked, drawn)` of `samples`.
+fn shapes_folder(dir: &Path, samples: &[(usize, usize)]) -> std::path::PathBuf {
     use echo4o::bench::geneval::{shapes_metadata, write_sample_folder};
     use echo4o::data::shapes::captions::geneval_shapes;
     use echo4o::data::shapes::layout::place;
 
-    let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("images");
+    let images = dir.join("images");
     let prompts = geneval_shapes(50, echo4o::bench::geneval::SHAPES_SEED);
     let metadata = shapes_metadata(false);
-    // The first prompt of each task: its own render, and for the last one a render of another
-    // prompt (a wrong image).
-    let picks: Vec<usize> = (0..6).map(|t| t * 50).collect();
-    for (k, &i) in picks.iter().enumerate() {
-        let source = if k == 5 { picks[0] } else { i };
-        let img = place(&prompts[source].request, 64, 64, 1).unwrap().render();
-        write_sample_folder(&images, k, &metadata[i], &[img]).unwrap();
+    for (k, &(asked, drawn)) in samples.iter().enumerate() {
+        let img = place(&prompts[drawn].request, 64, 64, 1).unwrap().render();
+        write_sample_folder(&images, k, &metadata[asked], &[img]).unwrap();
     }
-    let out = dir.path().join("out");
-    let run = Command::new(env!("CARGO_BIN_EXE_echo4o"))
+    images
+}
+
+/// `echo4o bench geneval --images images --out out`, plus `extra` arguments.
+fn geneval_cli(images: &Path, out: &Path, extra: &[&Path]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_echo4o"))
         .args(["bench", "geneval", "--images"])
-        .arg(&images)
+        .arg(images)
         .arg("--out")
-        .arg(&out)
+        .arg(out)
+        .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// The `results.jsonl` lines of a scored folder.
+fn result_lines(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `echo4o bench geneval` scores a GenEval-layout folder of shapes renders with the shapes
+/// detector: renders of the prompts pass, a render of another prompt fails.
+#[test]
+fn geneval_with_the_shapes_detector_scores_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first prompt of each task: its own render, and for the last one a render of the first
+    // task's prompt (a wrong image).
+    let mut samples: Vec<(usize, usize)> = (0..6).map(|t| (t * 50, t * 50)).collect();
+    samples[5].1 = 0;
+    let images = shapes_folder(dir.path(), &samples);
+    let out = dir.path().join("out");
+    let run = geneval_cli(&images, &out, &[]);
     assert!(
         run.status.success(),
         "{}",
@@ -223,12 +245,11 @@ fn geneval_with_the_shapes_detector_scores_a_folder() {
     );
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("color_attr"), "{stdout}");
-    let lines = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
-    let correct: Vec<bool> = lines
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["correct"] == true)
+    let correct: Vec<bool> = result_lines(&out)
+        .iter()
+        .map(|l| l["correct"] == true)
         .collect();
-    assert_eq!(correct, [true, true, true, true, true, false], "{lines}");
+    assert_eq!(correct, [true, true, true, true, true, false]);
     for f in ["summary.json", "report.md", "report.html"] {
         assert!(out.join(f).is_file(), "{f}");
     }
@@ -240,43 +261,37 @@ fn geneval_with_the_shapes_detector_scores_a_folder() {
 #[test]
 fn geneval_with_clip_colours_matches_the_library() {
     use echo4o::bench::geneval::shapes::ShapesDetector;
-    use echo4o::bench::geneval::{
-        EngineConfig, evaluate_folder, shapes_metadata, write_sample_folder,
-    };
-    use echo4o::data::shapes::captions::geneval_shapes;
-    use echo4o::data::shapes::layout::place;
+    use echo4o::bench::geneval::{EngineConfig, evaluate_folder};
     use echo4o::perception::clip::{ClipColorClassifier, ClipConfig};
 
     let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("echo4o-perception/tests/data/clip_tiny");
+    let config = clip.join("config.json");
     let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("images");
-    let prompts = geneval_shapes(50, echo4o::bench::geneval::SHAPES_SEED);
-    let metadata = shapes_metadata(false);
     // colors and color_attr prompts: the ones the classifier decides.
-    for (k, i) in [150, 151, 250, 251].into_iter().enumerate() {
-        let img = place(&prompts[i].request, 64, 64, 1).unwrap().render();
-        write_sample_folder(&images, k, &metadata[i], &[img]).unwrap();
-    }
+    let images = shapes_folder(
+        dir.path(),
+        &[(150, 150), (151, 151), (250, 250), (251, 251)],
+    );
     let out = dir.path().join("out");
-    let run = Command::new(env!("CARGO_BIN_EXE_echo4o"))
-        .args(["bench", "geneval", "--images"])
-        .arg(&images)
-        .arg("--out")
-        .arg(&out)
-        .arg("--clip-weights")
-        .arg(clip.join("model.safetensors"))
-        .arg("--clip-config")
-        .arg(clip.join("config.json"))
-        .output()
-        .unwrap();
+    let weights = clip.join("model.safetensors");
+    let run = geneval_cli(
+        &images,
+        &out,
+        &[
+            "--clip-weights".as_ref(),
+            &weights,
+            "--clip-config".as_ref(),
+            &config,
+        ],
+    );
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
     let classifier = ClipColorClassifier::<burn_flex::Flex>::load(
-        ClipConfig::from_file(&clip.join("config.json")).unwrap(),
-        &clip.join("model.safetensors"),
+        ClipConfig::from_file(&config).unwrap(),
+        &weights,
         Default::default(),
     )
     .unwrap();
@@ -291,19 +306,14 @@ fn geneval_with_clip_colours_matches_the_library() {
         &EngineConfig::default(),
     )
     .unwrap();
-    let cli: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let cli = result_lines(&out);
     assert_eq!(cli.len(), results.len());
     for (line, r) in cli.iter().zip(&results) {
         assert_eq!(line["correct"], r.correct, "{line}");
         assert_eq!(line["reason"], r.reason.as_str(), "{line}");
     }
     // The random tiny model names colours differently from the detector's pixel rule somewhere.
-    let shapes_out = dir.path().join("shapes");
-    let shapes = echo4o::bench::geneval::shapes::score_folder(&images, &shapes_out)
+    let shapes = echo4o::bench::geneval::shapes::score_folder(&images, &dir.path().join("shapes"))
         .unwrap()
         .0;
     assert!(
@@ -314,62 +324,43 @@ fn geneval_with_clip_colours_matches_the_library() {
         "CLIP colours made no difference"
     );
     // Weights of another model: refused before any image is scored, naming file and key.
-    let bad = Command::new(env!("CARGO_BIN_EXE_echo4o"))
-        .args(["bench", "geneval", "--images"])
-        .arg(&images)
-        .arg("--out")
-        .arg(dir.path().join("bad"))
-        .arg("--clip-weights")
-        .arg(clip.join("formats/model.safetensors"))
-        .arg("--clip-config")
-        .arg(clip.join("config.json"))
-        .output()
-        .unwrap();
+    let other = clip.join("formats/model.safetensors");
+    let bad_out = dir.path().join("bad");
+    let bad = geneval_cli(
+        &images,
+        &bad_out,
+        &[
+            "--clip-weights".as_ref(),
+            &other,
+            "--clip-config".as_ref(),
+            &config,
+        ],
+    );
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
         err.contains("formats/model.safetensors") && err.contains("token_embedding.weight"),
         "{err}"
     );
-    assert!(!dir.path().join("bad/results.jsonl").exists());
+    assert!(!bad_out.join("results.jsonl").exists());
 }
 
 /// One corrupt image counts as wrong and is listed; it does not end the run.
 #[test]
 fn geneval_scores_the_rest_when_one_image_is_corrupt() {
-    use echo4o::bench::geneval::{shapes_metadata, write_sample_folder};
-    use echo4o::data::shapes::captions::geneval_shapes;
-    use echo4o::data::shapes::layout::place;
-
     let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("images");
-    let prompts = geneval_shapes(50, echo4o::bench::geneval::SHAPES_SEED);
-    let metadata = shapes_metadata(false);
-    for k in 0..2 {
-        let img = place(&prompts[k].request, 64, 64, 1).unwrap().render();
-        write_sample_folder(&images, k, &metadata[k], &[img]).unwrap();
-    }
+    let images = shapes_folder(dir.path(), &[(0, 0), (1, 1)]);
     let broken = images.join("00001/samples/00000.png");
     assert!(broken.is_file());
     std::fs::write(&broken, b"\x89PNG not really").unwrap();
     let out = dir.path().join("out");
-    let run = Command::new(env!("CARGO_BIN_EXE_echo4o"))
-        .args(["bench", "geneval", "--images"])
-        .arg(&images)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = geneval_cli(&images, &out, &[]);
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = result_lines(&out);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["correct"], true);
     assert_eq!(lines[1]["correct"], false);

@@ -32,14 +32,9 @@ pub struct ResizeRule {
 /// Bagel's default `max_pixels`: 14 * 14 * 9 * 1024.
 pub const DEFAULT_MAX_PIXELS: u64 = 14 * 14 * 9 * 1024;
 
-/// Python's `round()` of a non-negative float: ties to even.
+/// Python's `round()` (ties to even), as the official transforms round sizes.
 fn py_round(x: f64) -> f64 {
-    let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 {
-        2.0 * (x / 2.0).round()
-    } else {
-        r
-    }
+    x.round_ties_even()
 }
 
 impl ResizeRule {

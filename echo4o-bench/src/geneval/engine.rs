@@ -101,12 +101,7 @@ fn select(
 
 /// Python's `round()` of a crop coordinate (ties to even), as PIL's `crop` applies it.
 fn round_half_even(x: f64) -> i64 {
-    let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 {
-        (2.0 * (x / 2.0).round()) as i64
-    } else {
-        r as i64
-    }
+    x.round_ties_even() as i64
 }
 
 /// The official crop: composite over the background through the mask, then `Image.crop(box)`

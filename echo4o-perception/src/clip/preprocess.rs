@@ -20,16 +20,6 @@ pub const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 #[allow(clippy::excessive_precision)]
 pub const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
-/// Python's `round()` of a half-integer or integer: ties to even.
-fn round_half_even(x: f64) -> i64 {
-    let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 {
-        (2.0 * (x / 2.0).round()) as i64
-    } else {
-        r as i64
-    }
-}
-
 /// Resize (shortest side to `size`) and centre crop to `size x size`: the transform's pixels
 /// before `ToTensor`.
 pub fn resize_and_crop(img: &RgbImage, size: u32) -> Result<RgbImage, Error> {
@@ -52,8 +42,9 @@ pub fn resize_and_crop(img: &RgbImage, size: u32) -> Result<RgbImage, Error> {
     } else {
         resize_bicubic(img, nw, nh)
     };
-    let top = round_half_even(f64::from(nh - size) / 2.0) as u32;
-    let left = round_half_even(f64::from(nw - size) / 2.0) as u32;
+    // Python's round() ties to even: a 225-pixel side keeps its first column, drops its last.
+    let top = (f64::from(nh - size) / 2.0).round_ties_even() as u32;
+    let left = (f64::from(nw - size) / 2.0).round_ties_even() as u32;
     Ok(image::imageops::crop_imm(&resized, left, top, size, size).to_image())
 }
 
@@ -80,8 +71,5 @@ mod tests {
         let r = resize_and_crop(&img, 224).unwrap();
         assert_eq!(r.dimensions(), (224, 224));
         assert!(resize_and_crop(&RgbImage::new(0, 5), 224).is_err());
-        assert_eq!(round_half_even(0.5), 0);
-        assert_eq!(round_half_even(1.5), 2);
-        assert_eq!(round_half_even(3.0), 3);
     }
 }
