@@ -17,6 +17,10 @@
 
 use std::time::Instant;
 
+#[path = "common/memory.rs"]
+mod memory;
+use memory::status_gib;
+
 use clap::Parser;
 use echo4o::model::bagel::{Bagel, Context, grid_position_ids};
 use echo4o::model::burn::tensor::backend::Backend;
@@ -48,15 +52,6 @@ struct Args {
     /// the memory the load takes).
     #[arg(long)]
     load: Option<std::path::PathBuf>,
-}
-
-/// A `/proc/self/status` field in GiB (`VmHWM`: peak resident; `RssAnon`: anonymous memory now,
-/// i.e. without the pages of memory-mapped files).
-fn status_gib(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0 / 1024.0)
 }
 
 struct Run(Args);

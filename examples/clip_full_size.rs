@@ -12,6 +12,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+#[path = "common/memory.rs"]
+mod memory;
+use memory::status_gib;
+
 use anyhow::Context;
 use clap::Parser;
 use echo4o::model::burn::tensor::Tensor;
@@ -30,14 +34,6 @@ struct Args {
     /// Device: cpu, ndarray, cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
-}
-
-/// Peak resident memory of this process in GiB (`VmHWM`).
-fn peak_gib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0 / 1024.0)
 }
 
 /// The median of 3 timed runs after a warm-up, as the Python side times.
@@ -115,7 +111,7 @@ impl BackendTask for Run {
             t.elapsed().as_secs_f64()
         );
 
-        let (classifier, classifier_s) = timed(|| values(clf.build_classifier(class)))?;
+        let (classifier, classifier_s) = timed(|| values(clf.build_classifier(class)?))?;
         let (features, image_s) = timed(|| values(clf.image_features(&crops)?))?;
         let logits = values(clf.logits(&crops, class)?)?;
         let colors = clf.predict(&crops, class)?;
@@ -164,7 +160,7 @@ impl BackendTask for Run {
             "| zero-shot classifier (30 prompts) | {classifier_s:.3} s | {py_text:.3} s | {:.2}x |",
             py_text / classifier_s
         );
-        if let Some(gib) = peak_gib() {
+        if let Some(gib) = status_gib("VmHWM:") {
             println!("peak resident memory: {gib:.2} GiB");
         }
         Ok(())

@@ -260,8 +260,7 @@ fn geneval_with_the_shapes_detector_scores_a_folder() {
 /// classifier, and weights that do not fit the config fail naming the file and the key.
 #[test]
 fn geneval_with_clip_colours_matches_the_library() {
-    use echo4o::bench::geneval::shapes::ShapesDetector;
-    use echo4o::bench::geneval::{EngineConfig, evaluate_folder};
+    use echo4o::bench::geneval::shapes::score_folder_with;
     use echo4o::perception::clip::{ClipColorClassifier, ClipConfig};
 
     let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("echo4o-perception/tests/data/clip_tiny");
@@ -295,17 +294,8 @@ fn geneval_with_clip_colours_matches_the_library() {
         Default::default(),
     )
     .unwrap();
-    let lib_out = dir.path().join("lib");
-    std::fs::create_dir_all(&lib_out).unwrap();
-    let (results, _) = evaluate_folder(
-        "geneval",
-        &images,
-        &lib_out,
-        &ShapesDetector::default(),
-        &classifier,
-        &EngineConfig::default(),
-    )
-    .unwrap();
+    let (results, _) =
+        score_folder_with("geneval", &images, &dir.path().join("lib"), &classifier).unwrap();
     let cli = result_lines(&out);
     assert_eq!(cli.len(), results.len());
     for (line, r) in cli.iter().zip(&results) {

@@ -101,7 +101,7 @@ impl WeightFormat {
     pub fn detect(path: &Path) -> Result<Self, Error> {
         use std::io::Read;
         let io = |e| Error::Core(echo4o_core::Error::io(path, e));
-        let mut head = [0u8; 9];
+        let mut head = [0u8; 4];
         let mut file = std::fs::File::open(path).map_err(io)?;
         let n = file.read(&mut head).map_err(io)?;
         Ok(match head[..n] {

@@ -220,7 +220,7 @@ fn text_tower_matches_at_every_stage() {
     {
         assert_eq!(&t.tokenize(prompt, 77), row, "{prompt}");
     }
-    let (features, trace) = model.encode_text_traced(&tokens);
+    let (features, trace) = model.encode_text_traced(&tokens).unwrap();
     for (i, block) in trace.blocks.into_iter().enumerate() {
         let key = format!("text.block{i}");
         assert_close(&key, block, &g[&key], 1e-4);
@@ -231,6 +231,19 @@ fn text_tower_matches_at_every_stage() {
         &g["text_features"].1,
         1e-4,
     );
+    // Rows the tokenizer would never make are refused, not padded or cut.
+    let short = model
+        .encode_text(&[vec![49406, 49407]])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        short.contains("row 0 has 2 ids") && short.contains("77"),
+        "{short}"
+    );
+    let mut too_big = tokens[0].clone();
+    too_big[1] = 49408;
+    let err = model.encode_text(&[too_big]).unwrap_err().to_string();
+    assert!(err.contains("id 49408") && err.contains("49408"), "{err}");
 }
 
 #[test]
@@ -246,7 +259,7 @@ fn zero_shot_colours_match_clip_benchmark() {
         assert_eq!(shape, &vec![24, COLORS.len()], "{class}");
         assert_close_values(
             &format!("classifier {class}"),
-            &values(clf.classifier(class)),
+            &values(clf.classifier(class).unwrap()),
             want,
             1e-5,
         );
@@ -338,7 +351,11 @@ fn every_container_torch_writes_loads_the_same_weights() {
             &device,
         );
         let mut out = values(model.encode_image(pixels));
-        out.extend(values(model.encode_text(&[vec![62, 5, 9, 63, 0, 0, 0, 0]])));
+        out.extend(values(
+            model
+                .encode_text(&[vec![62, 5, 9, 63, 0, 0, 0, 0]])
+                .unwrap(),
+        ));
         out
     };
     assert_eq!(

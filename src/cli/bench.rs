@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use echo4o::bench::geneval::shapes::ShapesDetector;
-use echo4o::bench::geneval::{EngineConfig, GenEvalScores, evaluate_folder};
+use echo4o::bench::geneval::GenEvalScores;
+use echo4o::bench::geneval::shapes::score_folder_with;
 use echo4o::bench::geneval_pp::{self, GenEvalPp};
 use echo4o::bench::imagine::{self, ImagineBench, Scoring};
 use echo4o::bench::runner::{self, JudgedBenchmark, Progress, RunOptions};
@@ -219,16 +219,7 @@ impl BackendTask for ScoreWithClip {
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let classifier = ClipColorClassifier::<B>::load(self.config, &self.weights, device)?;
-        std::fs::create_dir_all(&self.out)
-            .with_context(|| format!("creating {}", self.out.display()))?;
-        let (_, scores) = evaluate_folder(
-            "geneval",
-            &self.images,
-            &self.out,
-            &ShapesDetector::default(),
-            &classifier,
-            &EngineConfig::default(),
-        )?;
+        let (_, scores) = score_folder_with("geneval", &self.images, &self.out, &classifier)?;
         Ok(scores)
     }
 }

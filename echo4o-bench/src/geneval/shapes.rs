@@ -259,13 +259,24 @@ pub fn score_folder_as(
     images: &std::path::Path,
     out: &std::path::Path,
 ) -> Result<(Vec<ImageResult>, GenEvalScores)> {
+    score_folder_with(benchmark, images, out, &ShapesColorClassifier)
+}
+
+/// [`score_folder_as`] with another colour classifier behind the shapes detector (GenEval's
+/// zero-shot CLIP, say).
+pub fn score_folder_with(
+    benchmark: &str,
+    images: &std::path::Path,
+    out: &std::path::Path,
+    classifier: &dyn ColorClassifier,
+) -> Result<(Vec<ImageResult>, GenEvalScores)> {
     std::fs::create_dir_all(out).map_err(|e| crate::Error::io(out, e))?;
     evaluate_folder(
         benchmark,
         images,
         out,
         &ShapesDetector::default(),
-        &ShapesColorClassifier,
+        classifier,
         &EngineConfig::default(),
     )
 }

@@ -19,7 +19,7 @@ use echo4o_model::weights::{KeyRules, Remap, load_weights};
 use image::RgbImage;
 
 use super::config::ClipConfig;
-use super::model::{Clip, l2_normalize};
+use super::model::{Clip, first_max, l2_normalize};
 use super::preprocess::preprocess;
 use super::tokenizer::ClipTokenizer;
 use crate::Error;
@@ -113,33 +113,33 @@ impl<B: Backend> ClipColorClassifier<B> {
 
     /// The zero-shot classifier of `class`: `[embed_dim, 10]`, one unit column per colour;
     /// built once per class, as the official `COLOR_CLASSIFIERS` caches it.
-    pub fn classifier(&self, class: &str) -> Tensor<B, 2> {
+    pub fn classifier(&self, class: &str) -> Result<Tensor<B, 2>, Error> {
         if let Some(c) = self.lock().classifiers.get(class) {
-            return c.clone();
+            return Ok(c.clone());
         }
-        let classifier = self.build_classifier(class);
+        let classifier = self.build_classifier(class)?;
         self.lock()
             .classifiers
             .insert(class.to_string(), classifier.clone());
-        classifier
+        Ok(classifier)
     }
 
     /// [`classifier`](Self::classifier) without the cache: per colour, the three templates'
     /// text features normalised, averaged and normalised again.
-    pub fn build_classifier(&self, class: &str) -> Tensor<B, 2> {
+    pub fn build_classifier(&self, class: &str) -> Result<Tensor<B, 2>, Error> {
         let context = self.config.text_cfg.context_length;
-        let columns: Vec<Tensor<B, 2>> = COLORS
+        let columns = COLORS
             .iter()
             .map(|color| {
                 let tokens: Vec<Vec<u32>> = templates(class, color)
                     .iter()
                     .map(|t| self.tokenizer.tokenize(t, context))
                     .collect();
-                let features = self.lock().model.encode_text(&tokens);
-                l2_normalize(l2_normalize(features).mean_dim(0)).transpose()
+                let features = self.lock().model.encode_text(&tokens)?;
+                Ok(l2_normalize(l2_normalize(features).mean_dim(0)).transpose())
             })
-            .collect();
-        Tensor::cat(columns, 1)
+            .collect::<Result<Vec<Tensor<B, 2>>, Error>>()?;
+        Ok(Tensor::cat(columns, 1))
     }
 
     /// `[n, embed_dim]`: the image features of each crop (not normalised), in batches of 16.
@@ -166,10 +166,10 @@ impl<B: Backend> ClipColorClassifier<B> {
 
     /// `[n, 10]`: 100 x the cosine of each crop's image features with each colour's column.
     pub fn logits(&self, crops: &[RgbImage], class: &str) -> Result<Tensor<B, 2>, Error> {
-        let classifier = self.classifier(class);
         if crops.is_empty() {
             return Ok(Tensor::zeros([0, COLORS.len()], &self.device));
         }
+        let classifier = self.classifier(class)?;
         Ok(l2_normalize(self.image_features(crops)?).matmul(classifier) * 100.0)
     }
 
@@ -189,15 +189,7 @@ impl<B: Backend> ClipColorClassifier<B> {
             })?;
         Ok(values
             .chunks(COLORS.len())
-            .map(|row| {
-                let mut best = 0;
-                for (i, &v) in row.iter().enumerate() {
-                    if v > row[best] {
-                        best = i;
-                    }
-                }
-                COLORS[best]
-            })
+            .map(|row| COLORS[first_max(row)])
             .collect())
     }
 }

@@ -17,6 +17,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::config::ClipConfig;
+use crate::Error;
 
 /// `nn.MultiheadAttention` as open_clip uses it: one packed input projection.
 #[derive(Module, Debug)]
@@ -271,28 +272,34 @@ impl<B: Backend> Clip<B> {
         self.visual.forward_traced(pixels).0
     }
 
-    /// `encode_text`: `[b, context]` token ids -> `[b, embed_dim]`, and the stages.
-    pub fn encode_text_traced(&self, tokens: &[Vec<u32>]) -> (Tensor<B, 2>, TextTrace<B>) {
+    /// `encode_text`: `[b, context]` token ids -> `[b, embed_dim]`, and the stages. Every row
+    /// must hold exactly `context` ids (as [`ClipTokenizer::tokenize`](super::ClipTokenizer::tokenize)
+    /// makes them), each below the vocabulary size.
+    pub fn encode_text_traced(
+        &self,
+        tokens: &[Vec<u32>],
+    ) -> Result<(Tensor<B, 2>, TextTrace<B>), Error> {
         let device = self.positional_embedding.device();
         let b = tokens.len();
         let n = self.positional_embedding.dims()[0];
-        let flat: Vec<i64> = tokens
-            .iter()
-            .flat_map(|row| (0..n).map(|i| row.get(i).copied().unwrap_or(0) as i64))
-            .collect();
+        let vocab = self.token_embedding.weight.dims()[0];
+        for (r, row) in tokens.iter().enumerate() {
+            if row.len() != n {
+                return Err(Error::Invalid {
+                    what: "token ids".into(),
+                    message: format!("row {r} has {} ids, the text tower takes {n}", row.len()),
+                });
+            }
+            if let Some(&id) = row.iter().find(|&&id| id as usize >= vocab) {
+                return Err(Error::Invalid {
+                    what: "token ids".into(),
+                    message: format!("row {r} holds id {id}, the vocabulary has {vocab}"),
+                });
+            }
+        }
+        let flat: Vec<i64> = tokens.iter().flatten().map(|&id| i64::from(id)).collect();
         // The pooled position: the first maximum of each row (torch's argmax), the end token.
-        let eot: Vec<i64> = tokens
-            .iter()
-            .map(|row| {
-                let mut best = 0;
-                for (i, &id) in row.iter().enumerate().take(n) {
-                    if id > row[best] {
-                        best = i;
-                    }
-                }
-                best as i64
-            })
-            .collect();
+        let eot: Vec<i64> = tokens.iter().map(|row| first_max(row) as i64).collect();
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(flat, [b, n]), &device);
         let mut x =
             self.token_embedding.forward(ids) + self.positional_embedding.val().unsqueeze::<3>();
@@ -308,16 +315,27 @@ impl<B: Backend> Clip<B> {
             .reshape([b, 1, 1])
             .expand([b, 1, w]);
         let pooled = x.gather(1, index).reshape([b, w]);
-        (
+        Ok((
             pooled.matmul(self.text_projection.val()),
             TextTrace { blocks },
-        )
+        ))
     }
 
-    /// `encode_text`.
-    pub fn encode_text(&self, tokens: &[Vec<u32>]) -> Tensor<B, 2> {
-        self.encode_text_traced(tokens).0
+    /// `encode_text`, without the stages.
+    pub fn encode_text(&self, tokens: &[Vec<u32>]) -> Result<Tensor<B, 2>, Error> {
+        Ok(self.encode_text_traced(tokens)?.0)
     }
+}
+
+/// The index of the first largest value (torch's `argmax`); 0 for an empty slice.
+pub(crate) fn first_max<T: PartialOrd>(values: &[T]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
 }
 
 /// `[n, n]`: 0 on and below the diagonal, `-inf` above (open_clip's `build_causal_mask`).
