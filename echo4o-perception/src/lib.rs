@@ -6,7 +6,9 @@
 //! burn's `Backend`; `echo4o-bench` itself stays free of burn.
 #![deny(missing_docs)]
 
+pub mod attention;
 pub mod clip;
 mod error;
+pub mod mask2former;
 
 pub use error::Error;

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
-use burn_flex::Flex;
 use echo4o_bench::geneval::{COLORS, ColorClassifier};
 use echo4o_perception::clip::model::Clip;
 use echo4o_perception::clip::preprocess::{preprocess, resize_and_crop};
 use echo4o_perception::clip::{ClipColorClassifier, ClipConfig, ClipTokenizer};
 use image::RgbImage;
 
-type B = Flex;
+mod common;
+use common::{B, assert_close_values, read_tensors, values};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip_tiny")
@@ -23,47 +23,11 @@ fn data() -> PathBuf {
 
 /// Every golden tensor, as (shape, f32 values).
 fn goldens() -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(data().join("features.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let values: Vec<f32> = match view.dtype() {
-                safetensors::Dtype::F32 => view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-                safetensors::Dtype::I32 => view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
-                    .collect(),
-                other => panic!("{name}: unexpected dtype {other:?}"),
-            };
-            (name, (view.shape().to_vec(), values))
-        })
-        .collect()
+    read_tensors(&data().join("features.safetensors"))
 }
 
-fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec().unwrap()
-}
-
-/// The largest absolute difference, after checking the shapes agree.
 fn assert_close(what: &str, got: Tensor<B, 3>, want: &(Vec<usize>, Vec<f32>), tol: f32) {
-    assert_eq!(got.dims().to_vec(), want.0, "{what}: shape");
-    assert_close_values(what, &values(got), &want.1, tol);
-}
-
-fn assert_close_values(what: &str, got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let diff = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    assert!(diff <= tol, "{what}: max |diff| {diff:e} > {tol:e}");
+    common::assert_close(what, got, want, tol);
 }
 
 fn config() -> ClipConfig {

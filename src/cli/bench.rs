@@ -4,14 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use echo4o::bench::geneval::GenEvalScores;
 use echo4o::bench::geneval::shapes::score_folder_with;
+use echo4o::bench::geneval::{EngineConfig, GenEvalScores, evaluate_folder};
 use echo4o::bench::geneval_pp::{self, GenEvalPp};
 use echo4o::bench::imagine::{self, ImagineBench, Scoring};
 use echo4o::bench::runner::{self, JudgedBenchmark, Progress, RunOptions};
 use echo4o::model::burn::tensor::backend::Backend;
 use echo4o::model::{BackendTask, DeviceSpec};
 use echo4o::perception::clip::{ClipColorClassifier, ClipConfig};
+use echo4o::perception::mask2former::{Mask2FormerConfig, Mask2FormerDetector};
 use indicatif::ProgressBar;
 
 use super::judge_opts::JudgeOptions;
@@ -51,10 +52,20 @@ enum Benchmark {
         /// Output folder: results.jsonl (the official script's lines), summary.json, report.md.
         #[arg(long)]
         out: PathBuf,
-        /// The detector behind the rules. `shapes`: the shapes world's (GenEval's own
-        /// Mask2Former is not ported yet).
+        /// The detector behind the rules: `mask2former`, GenEval's own (mmdet's Swin-S
+        /// Mask2Former; needs --detector-weights and --clip-weights), or `shapes`, the shapes
+        /// world's.
         #[arg(long, value_enum, default_value_t = DetectorKind::Shapes)]
         detector: DetectorKind,
+        /// mmdet's Mask2Former checkpoint for --detector mask2former, as released
+        /// (`mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco_20220504_001756-743b7d99.pth`) or its
+        /// state_dict as safetensors.
+        #[arg(long, required_if_eq("detector", "mask2former"))]
+        detector_weights: Option<PathBuf>,
+        /// The shape of --detector-weights (JSON, echo4o's Mask2FormerConfig)
+        /// [default: GenEval's Swin-S].
+        #[arg(long, requires = "detector_weights")]
+        detector_config: Option<PathBuf>,
         #[command(flatten)]
         clip: ClipArgs,
     },
@@ -77,9 +88,12 @@ struct ClipArgs {
     device: DeviceSpec,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum DetectorKind {
+    /// The shapes world's detector (colours from the pixels unless --clip-weights).
     Shapes,
+    /// GenEval's Mask2Former (Swin-S, COCO's 80 classes) with CLIP colours.
+    Mask2former,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -173,27 +187,64 @@ pub fn run(args: BenchArgs, quiet: bool) -> anyhow::Result<()> {
         Benchmark::GenEval {
             images,
             out,
-            detector: DetectorKind::Shapes,
+            detector,
+            detector_weights,
+            detector_config,
             clip,
-        } => geneval(&images, &out, clip, quiet),
+        } => {
+            let detector = match (detector, detector_weights) {
+                (DetectorKind::Shapes, None) => None,
+                (DetectorKind::Mask2former, Some(weights)) => {
+                    let config = match &detector_config {
+                        Some(path) => Mask2FormerConfig::from_file(path)?,
+                        None => Mask2FormerConfig::swin_s_coco(),
+                    };
+                    Some((config, weights))
+                }
+                (DetectorKind::Shapes, Some(_)) => {
+                    bail!("--detector-weights is for --detector mask2former")
+                }
+                (DetectorKind::Mask2former, None) => {
+                    bail!("--detector mask2former needs --detector-weights")
+                }
+            };
+            geneval(&images, &out, detector, clip, quiet)
+        }
     }
 }
 
-fn geneval(images: &Path, out: &Path, clip: ClipArgs, quiet: bool) -> anyhow::Result<()> {
-    let scores = match clip.clip_weights {
-        None => echo4o::bench::geneval::shapes::score_folder(images, out)?.1,
+fn geneval(
+    images: &Path,
+    out: &Path,
+    detector: Option<(Mask2FormerConfig, PathBuf)>,
+    clip: ClipArgs,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    if !images.is_dir() {
+        bail!("--images {}: not a folder", images.display());
+    }
+    let clip_model = match clip.clip_weights {
         Some(weights) => {
             let config = match &clip.clip_config {
                 Some(path) => ClipConfig::from_file(path)?,
                 None => ClipConfig::vit_l_14_openai(),
             };
-            clip.device.run(ScoreWithClip {
-                images: images.to_path_buf(),
-                out: out.to_path_buf(),
-                config,
-                weights,
-            })??
+            Some((config, weights))
         }
+        None => None,
+    };
+    let scores = match (detector, clip_model) {
+        (None, None) => echo4o::bench::geneval::shapes::score_folder(images, out)?.1,
+        (detector, Some(clip_model)) => clip.device.run(ScoreWithModels {
+            images: images.to_path_buf(),
+            out: out.to_path_buf(),
+            detector,
+            clip: clip_model,
+        })??,
+        (Some(_), None) => bail!(
+            "--detector mask2former needs --clip-weights: GenEval names colours with CLIP \
+             (open_clip's ViT-L-14 `openai` weights)"
+        ),
     };
     if !quiet {
         print!("{}", scores.table());
@@ -205,21 +256,39 @@ fn geneval(images: &Path, out: &Path, clip: ClipArgs, quiet: bool) -> anyhow::Re
     Ok(())
 }
 
-/// A GenEval folder scored with the shapes detector and CLIP colours, on the backend of
-/// `--device`.
-struct ScoreWithClip {
+/// A GenEval folder scored with CLIP colours and either Mask2Former or (`None`) the shapes
+/// detector, on the backend of `--device`.
+struct ScoreWithModels {
     images: PathBuf,
     out: PathBuf,
-    config: ClipConfig,
-    weights: PathBuf,
+    detector: Option<(Mask2FormerConfig, PathBuf)>,
+    clip: (ClipConfig, PathBuf),
 }
 
-impl BackendTask for ScoreWithClip {
+impl BackendTask for ScoreWithModels {
     type Output = anyhow::Result<GenEvalScores>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let classifier = ClipColorClassifier::<B>::load(self.config, &self.weights, device)?;
-        let (_, scores) = score_folder_with("geneval", &self.images, &self.out, &classifier)?;
+        let (clip_config, clip_weights) = self.clip;
+        let classifier =
+            ClipColorClassifier::<B>::load(clip_config, &clip_weights, device.clone())?;
+        let scores = match self.detector {
+            None => score_folder_with("geneval", &self.images, &self.out, &classifier)?.1,
+            Some((config, weights)) => {
+                let detector = Mask2FormerDetector::<B>::load(config, &weights, device)?;
+                std::fs::create_dir_all(&self.out)
+                    .with_context(|| format!("creating {}", self.out.display()))?;
+                evaluate_folder(
+                    "geneval",
+                    &self.images,
+                    &self.out,
+                    &detector,
+                    &classifier,
+                    &EngineConfig::default(),
+                )?
+                .1
+            }
+        };
         Ok(scores)
     }
 }

@@ -12,59 +12,13 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, sigmoid, softmax};
+use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::config::ClipConfig;
 use crate::Error;
-
-/// `nn.MultiheadAttention` as open_clip uses it: one packed input projection.
-#[derive(Module, Debug)]
-pub struct MultiheadAttention<B: Backend> {
-    /// `[3 * width, width]`, PyTorch layout (rows: q, k, v).
-    pub in_proj_weight: Param<Tensor<B, 2>>,
-    /// `[3 * width]`.
-    pub in_proj_bias: Param<Tensor<B, 1>>,
-    /// Output projection.
-    pub out_proj: Linear<B>,
-    heads: usize,
-}
-
-impl<B: Backend> MultiheadAttention<B> {
-    fn init(width: usize, heads: usize, device: &B::Device) -> Self {
-        MultiheadAttention {
-            in_proj_weight: Param::from_tensor(Tensor::zeros([3 * width, width], device)),
-            in_proj_bias: Param::from_tensor(Tensor::zeros([3 * width], device)),
-            out_proj: LinearConfig::new(width, width).init(device),
-            heads,
-        }
-    }
-
-    /// `[b, n, w]` -> `[b, n, w]`; `mask` is added to the scores (`-inf` where masked).
-    fn forward(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 2>>) -> Tensor<B, 3> {
-        let [b, n, w] = x.dims();
-        let (h, d) = (self.heads, w / self.heads);
-        let qkv = x.matmul(self.in_proj_weight.val().transpose().unsqueeze())
-            + self.in_proj_bias.val().unsqueeze::<3>();
-        let split = |i: usize| {
-            qkv.clone()
-                .narrow(2, i * w, w)
-                .reshape([b, n, h, d])
-                .swap_dims(1, 2)
-        };
-        let (q, k, v) = (split(0), split(1), split(2));
-        let mut scores = q.matmul(k.transpose()) * (1.0 / (d as f64).sqrt());
-        if let Some(mask) = mask {
-            scores = scores + mask.clone().unsqueeze::<4>();
-        }
-        let out = softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([b, n, w]);
-        self.out_proj.forward(out)
-    }
-}
+pub use crate::attention::MultiheadAttention;
 
 /// The MLP of a block: `c_fc`, the activation, `c_proj`.
 #[derive(Module, Debug)]
@@ -118,7 +72,8 @@ impl<B: Backend> ResidualAttentionBlock<B> {
 
     /// One block.
     pub fn forward(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 2>>) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask);
+        let bias = mask.map(|m| m.clone().unsqueeze::<4>());
+        let x = x.clone() + self.attn.forward_self(self.ln_1.forward(x), bias);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
 }
