@@ -41,8 +41,6 @@ from mmdet.apis import inference_detector, init_detector
 from PIL import Image
 from safetensors.torch import save_file
 
-OUT = sys.argv[1]
-os.makedirs(OUT, exist_ok=True)
 torch.manual_seed(0)
 np.random.seed(0)
 torch.set_num_threads(2)
@@ -123,6 +121,8 @@ def perturb(model):
 
 
 def main():
+    OUT = sys.argv[1]
+    os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "config.json"), "w") as f:
         json.dump(TINY, f, indent=2)
         f.write("\n")
@@ -217,4 +217,5 @@ def main():
     print("detections:", len(dets))
 
 
-main()
+if __name__ == "__main__":
+    main()

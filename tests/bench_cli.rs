@@ -335,6 +335,67 @@ fn geneval_with_clip_colours_matches_the_library() {
     assert!(!bad_out.join("results.jsonl").exists());
 }
 
+/// `--detector mask2former` scores real images with GenEval's detector and CLIP colours (here
+/// the tiny random models of the parity tests): every verdict and reason is the official
+/// `evaluate_images.py`'s on the same images and weights (`scripts/geneval_e2e.py`).
+#[test]
+fn geneval_with_mask2former_gives_the_official_verdicts() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("echo4o-perception/tests/data");
+    let e2e = data.join("geneval_e2e");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let m2f = data.join("mask2former_tiny");
+    let clip = data.join("clip_tiny");
+    let run = geneval_cli(
+        &e2e.join("images"),
+        &out,
+        &[
+            "--detector".as_ref(),
+            "mask2former".as_ref(),
+            "--detector-weights".as_ref(),
+            &m2f.join("model.pth"),
+            "--detector-config".as_ref(),
+            &m2f.join("config.json"),
+            "--clip-weights".as_ref(),
+            &clip.join("model.safetensors"),
+            "--clip-config".as_ref(),
+            &clip.join("config.json"),
+        ],
+    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let official: Vec<serde_json::Value> = std::fs::read_to_string(e2e.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ours = result_lines(&out);
+    assert_eq!(ours.len(), official.len());
+    for line in &ours {
+        let name = line["filename"].as_str().unwrap();
+        let want = official
+            .iter()
+            .find(|o| name.ends_with(o["filename"].as_str().unwrap()))
+            .unwrap();
+        assert_eq!(line["correct"], want["correct"], "{name}");
+        assert_eq!(line["reason"], want["reason"], "{name}");
+    }
+    // Mask2Former without CLIP is refused before any work: GenEval names colours with CLIP.
+    let bare = geneval_cli(
+        &e2e.join("images"),
+        &dir.path().join("bare"),
+        &[
+            "--detector".as_ref(),
+            "mask2former".as_ref(),
+            "--detector-weights".as_ref(),
+            &m2f.join("model.pth"),
+            "--detector-config".as_ref(),
+            &m2f.join("config.json"),
+        ],
+    );
+    assert!(!bare.status.success());
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("--clip-weights"));
+}
+
 /// One corrupt image counts as wrong and is listed; it does not end the run.
 #[test]
 fn geneval_scores_the_rest_when_one_image_is_corrupt() {

@@ -62,6 +62,13 @@ impl<B: Backend> Mask2FormerDetector<B> {
         Self::new(model, &config, device)
     }
 
+    /// Runs `f` on the model (for per-stage inspection; detection goes through
+    /// [`Self::instances`]).
+    pub fn with_model<T>(&self, f: impl FnOnce(&Mask2Former<B>) -> T) -> Result<T, Error> {
+        let model = self.model.lock().map_err(|_| poisoned())?;
+        Ok(f(&model))
+    }
+
     /// The instances of `image` as mmdet's post-processing leaves them (highest score first).
     pub fn instances(&self, image: &RgbImage) -> Result<Vec<Instance>, Error> {
         if image.width() == 0 || image.height() == 0 {
@@ -71,10 +78,7 @@ impl<B: Backend> Mask2FormerDetector<B> {
             });
         }
         let (input, meta) = preprocess::<B>(image, &self.device);
-        let model = self.model.lock().map_err(|_| Error::Invalid {
-            what: "detector".into(),
-            message: "a previous detection panicked while holding the model".into(),
-        })?;
+        let model = self.model.lock().map_err(|_| poisoned())?;
         let mut out = model.forward(input);
         let classes = out.class_logits.pop().expect("at least one prediction");
         let masks = out.mask_logits.pop().expect("at least one prediction");
@@ -85,6 +89,13 @@ impl<B: Backend> Mask2FormerDetector<B> {
             masks.reshape([q, h, w]),
             &meta,
         ))
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Invalid {
+        what: "detector".into(),
+        message: "a previous detection panicked while holding the model".into(),
     }
 }
 
