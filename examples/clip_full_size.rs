@@ -15,6 +15,9 @@ use std::time::Instant;
 #[path = "common/memory.rs"]
 mod memory;
 use memory::status_gib;
+#[path = "common/reference.rs"]
+mod reference;
+use reference::{max_diff, reference};
 
 use anyhow::Context;
 use clap::Parser;
@@ -50,30 +53,11 @@ fn timed<T>(mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<(T, f64)
     Ok((last.context("no run")?, runs[1]))
 }
 
-/// One f32 tensor of the reference file.
-fn reference(bytes: &[u8], name: &str) -> anyhow::Result<Vec<f32>> {
-    let st = safetensors::SafeTensors::deserialize(bytes)?;
-    let view = st.tensor(name)?;
-    anyhow::ensure!(view.dtype() == safetensors::Dtype::F32, "{name}: not f32");
-    Ok(view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
-}
-
 fn values<B: Backend>(t: Tensor<B, 2>) -> anyhow::Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
         .into_vec()
         .map_err(|e| anyhow::anyhow!("{e:?}"))
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 struct Run(Args);

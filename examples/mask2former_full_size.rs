@@ -15,6 +15,9 @@ use std::time::Instant;
 #[path = "common/memory.rs"]
 mod memory;
 use memory::status_gib;
+#[path = "common/reference.rs"]
+mod reference;
+use reference::{max_diff, reference};
 
 use anyhow::Context;
 use clap::Parser;
@@ -31,26 +34,6 @@ struct Args {
     /// Device: cpu, ndarray, cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
-}
-
-/// One f32 tensor of the reference file.
-fn reference(bytes: &[u8], name: &str) -> anyhow::Result<Vec<f32>> {
-    let st = safetensors::SafeTensors::deserialize(bytes)?;
-    let view = st.tensor(name)?;
-    anyhow::ensure!(view.dtype() == safetensors::Dtype::F32, "{name}: not f32");
-    Ok(view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "shapes differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 struct Run(Args);
@@ -97,8 +80,20 @@ impl BackendTask for Run {
                 want.iter().fold(0f32, |m, v| m.max(v.abs()))
             );
         }
-        let cls = values(out.class_logits.last().context("no prediction")?.clone().into_data())?;
-        let masks = values(out.mask_logits.last().context("no prediction")?.clone().into_data())?;
+        let cls = values(
+            out.class_logits
+                .last()
+                .context("no prediction")?
+                .clone()
+                .into_data(),
+        )?;
+        let masks = values(
+            out.mask_logits
+                .last()
+                .context("no prediction")?
+                .clone()
+                .into_data(),
+        )?;
         println!(
             "last layer: class logits max |diff| {:.2e}, mask logits max |diff| {:.2e}",
             max_diff(&cls, &reference(&bytes, "class_logits")?),
@@ -139,9 +134,7 @@ impl BackendTask for Run {
                         && g.mask.iter().filter(|&&on| on).count().abs_diff(area) <= area / 1000
                 })
                 .min_by(|(_, a), (_, b)| {
-                    (a.score - score)
-                        .abs()
-                        .total_cmp(&(b.score - score).abs())
+                    (a.score - score).abs().total_cmp(&(b.score - score).abs())
                 })
                 .map(|(i, _)| i);
             if let Some(i) = best {
@@ -155,7 +148,10 @@ impl BackendTask for Run {
             instances.iter().filter(|d| d.score > 0.3).count()
         );
         let theirs = meta["seconds"].as_f64().context("seconds")?;
-        println!("| work | echo4o | mmdet (torch {}) | ratio |", meta["torch"]);
+        println!(
+            "| work | echo4o | mmdet (torch {}) | ratio |",
+            meta["torch"]
+        );
         println!("|---|---:|---:|---:|");
         println!(
             "| Mask2Former Swin-S, one 1024x1024 image (resize to 800x800, detections at 1024) | {ours:.2} s | {theirs:.2} s | {:.2}x |",

@@ -26,7 +26,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mask2former_goldens import build, perturb  # noqa: E402
+from mask2former_goldens import build, perturb, two_boxes  # noqa: E402
 
 OUT, THREADS = sys.argv[1], int(sys.argv[2])
 os.makedirs(OUT, exist_ok=True)
@@ -38,14 +38,8 @@ perturb(model)
 save_checkpoint(model, os.path.join(OUT, "model.pth"))
 print("parameters:", sum(p.numel() for p in model.parameters()))
 
-rng = np.random.default_rng(4)
-img = np.zeros((1024, 1024, 3), np.uint8)
-img[:] = (40, 120, 200)
-img[100:500, 150:600] = (230, 30, 30)
-img[450:900, 500:950] = (20, 200, 60)
-img = np.clip(img.astype(int) + rng.integers(-25, 26, img.shape), 0, 255).astype(np.uint8)
 path = os.path.join(OUT, "image.png")
-Image.fromarray(img).save(path)
+Image.fromarray(two_boxes(1024, 1024, np.random.default_rng(4), 25)).save(path)
 
 with torch.no_grad():
     inference_detector(model, path)

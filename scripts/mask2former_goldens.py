@@ -103,6 +103,15 @@ def build(tiny):
     return model
 
 
+def two_boxes(h, w, rng, noise):
+    """A blue image with a red and a green box (at fixed fractions of the size), plus noise."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:] = (40, 120, 200)
+    img[h * 10 // 64:h * 40 // 64, w * 20 // 96:w * 60 // 96] = (230, 30, 30)
+    img[h * 30 // 64:h * 60 // 64, w * 50 // 96:w * 90 // 96] = (20, 200, 60)
+    return np.clip(img.astype(int) + rng.integers(-noise, noise + 1, img.shape), 0, 255).astype(np.uint8)
+
+
 def perturb(model):
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -150,13 +159,8 @@ def main():
 
     # The whole pipeline on an image.
     rng = np.random.default_rng(3)
-    img = np.zeros((64, 96, 3), np.uint8)
-    img[:] = (40, 120, 200)
-    img[10:40, 20:60] = (230, 30, 30)
-    img[30:60, 50:90] = (20, 200, 60)
-    img = np.clip(img.astype(int) + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8)
     path = os.path.join(OUT, "image.png")
-    Image.fromarray(img).save(path)
+    Image.fromarray(two_boxes(64, 96, rng, 20)).save(path)
     with torch.no_grad():
         bbox_results, segm_results = inference_detector(model, path)
     dets, masks = [], []

@@ -362,7 +362,11 @@ fn geneval_with_mask2former_gives_the_official_verdicts() {
             &clip.join("config.json"),
         ],
     );
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let official: Vec<serde_json::Value> = std::fs::read_to_string(e2e.join("results.jsonl"))
         .unwrap()
         .lines()

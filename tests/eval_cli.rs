@@ -288,3 +288,91 @@ async fn a_judged_benchmark_scores_only_its_limited_items() {
     );
     assert_eq!(s["missing_images"].as_array().map(Vec::len), Some(0));
 }
+
+/// `eval --bench geneval` scores real images in one command when given GenEval's models (here
+/// the tiny random Mask2Former and CLIP of the parity tests): the verdicts are the official
+/// `evaluate_images.py`'s on the same images and weights (`scripts/geneval_e2e.py`).
+#[test]
+fn geneval_on_real_images_scores_with_the_given_models() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("echo4o-perception/tests/data");
+    let e2e = data.join("geneval_e2e");
+    let m2f = data.join("mask2former_tiny");
+    let clip = data.join("clip_tiny");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let path = |p: std::path::PathBuf| p.display().to_string();
+    let generator = format!("folder:{}", e2e.join("images").display());
+    let (dw, dc, cw, cc) = (
+        path(m2f.join("model.pth")),
+        path(m2f.join("config.json")),
+        path(clip.join("model.safetensors")),
+        path(clip.join("config.json")),
+    );
+    let models = [
+        "--detector-weights",
+        dw.as_str(),
+        "--detector-config",
+        dc.as_str(),
+        "--clip-weights",
+        cw.as_str(),
+        "--clip-config",
+        cc.as_str(),
+    ];
+    let mut args = vec!["eval", "--bench", "geneval", "--generator", &generator];
+    let out_s = out.display().to_string();
+    args.extend(["--out", out_s.as_str()]);
+    args.extend(models);
+    ok(&args);
+    let official: Vec<(String, bool, String)> = std::fs::read_to_string(e2e.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["filename"].as_str().unwrap().to_string(),
+                v["correct"].as_bool().unwrap(),
+                v["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), official.len());
+    for line in &lines {
+        let name = line["filename"].as_str().unwrap();
+        let (_, correct, reason) = official.iter().find(|o| name.ends_with(&o.0)).unwrap();
+        assert_eq!(line["correct"].as_bool().unwrap(), *correct, "{name}");
+        assert_eq!(line["reason"].as_str().unwrap(), reason, "{name}");
+    }
+    assert!(out.join("summary.json").is_file());
+    // Half the models, or models for a benchmark that takes none: said before any work.
+    let e = err(&[
+        "eval",
+        "--bench",
+        "geneval",
+        "--generator",
+        &generator,
+        "--out",
+        &path(dir.path().join("half")),
+        "--clip-weights",
+        &cw,
+        "--clip-config",
+        &cc,
+    ]);
+    assert!(e.contains("--detector-weights"), "{e}");
+    let e = err(&[
+        "eval",
+        "--bench",
+        "geneval-pp",
+        "--generator",
+        &generator,
+        "--out",
+        &path(dir.path().join("pp")),
+        "--detector-weights",
+        &dw,
+    ]);
+    assert!(e.contains("geneval and geneval-long"), "{e}");
+}

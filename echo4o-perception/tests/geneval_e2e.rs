@@ -17,7 +17,9 @@ mod common;
 use common::B;
 
 fn data(sub: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(sub)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(sub)
 }
 
 #[test]
@@ -60,9 +62,17 @@ fn verdicts_and_reasons_match_evaluate_images_py() {
     for r in &results {
         let key = r.filename.split("geneval_e2e/").nth(1).unwrap();
         let want = &official[key];
-        assert_eq!(r.correct, want["correct"].as_bool().unwrap(), "{key}: correct");
+        assert_eq!(
+            r.correct,
+            want["correct"].as_bool().unwrap(),
+            "{key}: correct"
+        );
         assert_eq!(r.reason, want["reason"].as_str().unwrap(), "{key}: reason");
-        assert_eq!(r.metadata, want["metadata"].as_str().unwrap(), "{key}: metadata");
+        assert_eq!(
+            r.metadata,
+            want["metadata"].as_str().unwrap(),
+            "{key}: metadata"
+        );
         // The kept detections: same classes, same number each.
         let ours: Value = serde_json::from_str(&r.details).unwrap();
         let theirs: Value = serde_json::from_str(want["details"].as_str().unwrap()).unwrap();
@@ -73,7 +83,11 @@ fn verdicts_and_reasons_match_evaluate_images_py() {
                 .map(|(k, boxes)| (k.clone(), boxes.as_array().unwrap().len()))
                 .collect()
         };
-        assert_eq!(counts(&ours), counts(&theirs), "{key}: detections kept per class");
+        assert_eq!(
+            counts(&ours),
+            counts(&theirs),
+            "{key}: detections kept per class"
+        );
         correct += usize::from(r.correct);
     }
     // The set mixes verdicts, so agreement is not trivially "all wrong".

@@ -5,17 +5,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use echo4o::bench::geneval::shapes::score_folder_with;
-use echo4o::bench::geneval::{EngineConfig, GenEvalScores, evaluate_folder};
+use echo4o::bench::geneval::{EngineConfig, evaluate_folder};
 use echo4o::bench::geneval_pp::{self, GenEvalPp};
 use echo4o::bench::imagine::{self, ImagineBench, Scoring};
 use echo4o::bench::runner::{self, JudgedBenchmark, Progress, RunOptions};
-use echo4o::model::burn::tensor::backend::Backend;
-use echo4o::model::{BackendTask, DeviceSpec};
-use echo4o::perception::clip::{ClipColorClassifier, ClipConfig};
-use echo4o::perception::mask2former::{Mask2FormerConfig, Mask2FormerDetector};
+use echo4o::model::DeviceSpec;
 use indicatif::ProgressBar;
 
 use super::judge_opts::JudgeOptions;
+use super::perception_opts::PerceptionOptions;
 
 /// Arguments of `echo4o bench`.
 #[derive(Debug, clap::Args)]
@@ -57,35 +55,12 @@ enum Benchmark {
         /// world's.
         #[arg(long, value_enum, default_value_t = DetectorKind::Shapes)]
         detector: DetectorKind,
-        /// mmdet's Mask2Former checkpoint for --detector mask2former, as released
-        /// (`mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco_20220504_001756-743b7d99.pth`) or its
-        /// state_dict as safetensors.
-        #[arg(long, required_if_eq("detector", "mask2former"))]
-        detector_weights: Option<PathBuf>,
-        /// The shape of --detector-weights (JSON, echo4o's Mask2FormerConfig)
-        /// [default: GenEval's Swin-S].
-        #[arg(long, requires = "detector_weights")]
-        detector_config: Option<PathBuf>,
         #[command(flatten)]
-        clip: ClipArgs,
+        models: PerceptionOptions,
+        /// Where the models run: cpu, ndarray, cuda-f32:N (GenEval's f32), cuda:N (bf16).
+        #[arg(long, default_value = "cpu")]
+        device: DeviceSpec,
     },
-}
-
-/// GenEval's colour classifier: zero-shot CLIP instead of the detector's own colours.
-#[derive(Debug, clap::Args)]
-struct ClipArgs {
-    /// open_clip weights for GenEval's zero-shot colour classifier (its state_dict as
-    /// safetensors or as torch.save wrote it, open_clip's key names): ViT-L-14 `openai`, as
-    /// GenEval uses, or the model of --clip-config. Without it, the detector names colours.
-    #[arg(long)]
-    clip_weights: Option<PathBuf>,
-    /// The open_clip model config (JSON, open_clip's `model_configs` format) of
-    /// --clip-weights [default: ViT-L-14 with QuickGELU].
-    #[arg(long, requires = "clip_weights")]
-    clip_config: Option<PathBuf>,
-    /// Where CLIP runs: cpu, ndarray, cuda-f32:N (GenEval's f32), cuda:N (bf16).
-    #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -188,63 +163,53 @@ pub fn run(args: BenchArgs, quiet: bool) -> anyhow::Result<()> {
             images,
             out,
             detector,
-            detector_weights,
-            detector_config,
-            clip,
-        } => {
-            let detector = match (detector, detector_weights) {
-                (DetectorKind::Shapes, None) => None,
-                (DetectorKind::Mask2former, Some(weights)) => {
-                    let config = match &detector_config {
-                        Some(path) => Mask2FormerConfig::from_file(path)?,
-                        None => Mask2FormerConfig::swin_s_coco(),
-                    };
-                    Some((config, weights))
-                }
-                (DetectorKind::Shapes, Some(_)) => {
-                    bail!("--detector-weights is for --detector mask2former")
-                }
-                (DetectorKind::Mask2former, None) => {
-                    bail!("--detector mask2former needs --detector-weights")
-                }
-            };
-            geneval(&images, &out, detector, clip, quiet)
-        }
+            models,
+            device,
+        } => geneval(&images, &out, detector, &models, device, quiet),
     }
 }
 
 fn geneval(
     images: &Path,
     out: &Path,
-    detector: Option<(Mask2FormerConfig, PathBuf)>,
-    clip: ClipArgs,
+    detector: DetectorKind,
+    models: &PerceptionOptions,
+    device: DeviceSpec,
     quiet: bool,
 ) -> anyhow::Result<()> {
     if !images.is_dir() {
         bail!("--images {}: not a folder", images.display());
     }
-    let clip_model = match clip.clip_weights {
-        Some(weights) => {
-            let config = match &clip.clip_config {
-                Some(path) => ClipConfig::from_file(path)?,
-                None => ClipConfig::vit_l_14_openai(),
-            };
-            Some((config, weights))
+    let scores = match detector {
+        DetectorKind::Shapes => {
+            if models.detector_weights.is_some() {
+                bail!("--detector-weights is for --detector mask2former");
+            }
+            match models.load(device)?.classifier {
+                None => echo4o::bench::geneval::shapes::score_folder(images, out)?.1,
+                Some(classifier) => {
+                    score_folder_with("geneval", images, out, classifier.as_ref())?.1
+                }
+            }
         }
-        None => None,
-    };
-    let scores = match (detector, clip_model) {
-        (None, None) => echo4o::bench::geneval::shapes::score_folder(images, out)?.1,
-        (detector, Some(clip_model)) => clip.device.run(ScoreWithModels {
-            images: images.to_path_buf(),
-            out: out.to_path_buf(),
-            detector,
-            clip: clip_model,
-        })??,
-        (Some(_), None) => bail!(
-            "--detector mask2former needs --clip-weights: GenEval names colours with CLIP \
-             (open_clip's ViT-L-14 `openai` weights)"
-        ),
+        DetectorKind::Mask2former => {
+            if models.detector_weights.is_none() {
+                bail!("--detector mask2former needs --detector-weights");
+            }
+            let Some(p) = models.perception(device)? else {
+                bail!("--detector mask2former needs --detector-weights and --clip-weights");
+            };
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            evaluate_folder(
+                "geneval",
+                images,
+                out,
+                p.detector.as_ref(),
+                p.classifier.as_ref(),
+                &EngineConfig::default(),
+            )?
+            .1
+        }
     };
     if !quiet {
         print!("{}", scores.table());
@@ -254,43 +219,6 @@ fn geneval(
         );
     }
     Ok(())
-}
-
-/// A GenEval folder scored with CLIP colours and either Mask2Former or (`None`) the shapes
-/// detector, on the backend of `--device`.
-struct ScoreWithModels {
-    images: PathBuf,
-    out: PathBuf,
-    detector: Option<(Mask2FormerConfig, PathBuf)>,
-    clip: (ClipConfig, PathBuf),
-}
-
-impl BackendTask for ScoreWithModels {
-    type Output = anyhow::Result<GenEvalScores>;
-
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let (clip_config, clip_weights) = self.clip;
-        let classifier =
-            ClipColorClassifier::<B>::load(clip_config, &clip_weights, device.clone())?;
-        let scores = match self.detector {
-            None => score_folder_with("geneval", &self.images, &self.out, &classifier)?.1,
-            Some((config, weights)) => {
-                let detector = Mask2FormerDetector::<B>::load(config, &weights, device)?;
-                std::fs::create_dir_all(&self.out)
-                    .with_context(|| format!("creating {}", self.out.display()))?;
-                evaluate_folder(
-                    "geneval",
-                    &self.images,
-                    &self.out,
-                    &detector,
-                    &classifier,
-                    &EngineConfig::default(),
-                )?
-                .1
-            }
-        };
-        Ok(scores)
-    }
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {

@@ -19,6 +19,7 @@ use echo4o::model::{BackendTask, DeviceSpec};
 use indicatif::ProgressBar;
 
 use super::judge_opts::JudgeOptions;
+use super::perception_opts::PerceptionOptions;
 
 /// Arguments of `echo4o eval`.
 #[derive(Debug, clap::Args)]
@@ -53,7 +54,7 @@ pub struct EvalArgs {
     /// Only the first N items (smoke runs).
     #[arg(long)]
     limit: Option<usize>,
-    /// Device for bagel: cpu (flex), ndarray, cuda:N, cuda-f32:N.
+    /// Device for bagel and GenEval's models: cpu (flex), ndarray, cuda:N, cuda-f32:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Generate only; score later with `echo4o eval merge` or `echo4o bench`.
@@ -89,6 +90,8 @@ struct Common {
     guess_seed: u64,
     #[command(flatten)]
     judge: JudgeOptions,
+    #[command(flatten)]
+    models: PerceptionOptions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -109,6 +112,9 @@ enum EvalCommand {
         shards: Vec<PathBuf>,
         #[command(flatten)]
         common: Common,
+        /// Device for GenEval's models: cpu (flex), ndarray, cuda:N, cuda-f32:N.
+        #[arg(long, default_value = "cpu")]
+        device: DeviceSpec,
     },
 }
 
@@ -150,17 +156,28 @@ impl std::str::FromStr for GeneratorSpec {
     }
 }
 
-/// The benchmark `name`, limited to its first `limit` items.
+/// The benchmark `name`, limited to its first `limit` items; GenEval's models loaded on
+/// `device` when it will score real GenEval images (`None`: it will not score).
 fn benchmark(
     name: &str,
     common: &Common,
     limit: Option<usize>,
+    device: Option<DeviceSpec>,
 ) -> anyhow::Result<Box<dyn Benchmark>> {
+    let real_geneval = matches!(name, "geneval" | "geneval-long");
+    if common.models.any() && !real_geneval {
+        bail!("--detector-weights and --clip-weights are for geneval and geneval-long, not {name}");
+    }
+    let perception = match device {
+        Some(device) if real_geneval => common.models.perception(device)?,
+        _ => None,
+    };
     let options = suite::Options {
         data: common.data.clone(),
         strict_official: common.strict_official,
         multi_only: common.subset == Subset::Multi,
         limit,
+        perception,
     };
     if name == "omnicontext" {
         // Built here rather than by name: the CLI also sets the seed of guessed scores.
@@ -213,14 +230,20 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
         out,
         shards,
         common,
+        device,
     }) = &args.merge
     {
-        return merge(out, shards, common, quiet);
+        return merge(out, shards, common, *device, quiet);
     }
     let (Some(name), Some(generator), Some(out)) = (&args.bench, &args.generator, &args.out) else {
         bail!("--bench, --generator and --out are required");
     };
-    let bench = benchmark(name, &args.common, args.limit)?;
+    let bench = benchmark(
+        name,
+        &args.common,
+        args.limit,
+        (!args.no_score).then_some(args.device),
+    )?;
     if !args.no_score {
         bench.check_scorable()?;
     }
@@ -406,9 +429,15 @@ fn print_summary(summary: &Summary, out: &Path, quiet: bool) {
     }
 }
 
-fn merge(out: &Path, shards: &[PathBuf], common: &Common, quiet: bool) -> anyhow::Result<()> {
+fn merge(
+    out: &Path,
+    shards: &[PathBuf],
+    common: &Common,
+    device: DeviceSpec,
+    quiet: bool,
+) -> anyhow::Result<()> {
     let first = Manifest::read(&shards[0])?;
-    let bench = benchmark(&first.benchmark, common, Some(first.items))?;
+    let bench = benchmark(&first.benchmark, common, Some(first.items), Some(device))?;
     let merged = eval::merge(bench.as_ref(), out, shards)?;
     let missing = eval::missing_images(bench.as_ref(), &merged, &out.join("images"));
     if !missing.is_empty() {

@@ -6,6 +6,7 @@ mod eval;
 mod generate;
 mod info;
 mod judge_opts;
+mod perception_opts;
 mod synth;
 mod train;
 

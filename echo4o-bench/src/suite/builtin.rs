@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use echo4o_core::{SamplerSettings, SizeRule};
 
-use super::{Benchmark, EvalItem, Recipe, ScoreContext};
+use super::{Benchmark, EvalItem, Perception, Recipe, ScoreContext};
 use crate::geneval::{self, Metadata};
 use crate::geneval_pp::{self, GenEvalPp};
 use crate::imagine::{self, ImagineBench, Scoring};
@@ -20,6 +20,7 @@ pub struct GenEvalSuite {
     metadata: Vec<Metadata>,
     items: Vec<EvalItem>,
     shapes: bool,
+    perception: Option<Perception>,
 }
 
 impl GenEvalSuite {
@@ -41,9 +42,19 @@ impl GenEvalSuite {
 
     /// Only the first `n` items (a smoke run scores what it generated, nothing else).
     pub fn first(self, n: usize) -> Self {
+        let perception = self.perception;
         let mut metadata = self.metadata;
         metadata.truncate(n);
-        Self::new(self.name, metadata, self.shapes)
+        let mut suite = Self::new(self.name, metadata, self.shapes);
+        suite.perception = perception;
+        suite
+    }
+
+    /// Scores real images with these models (GenEval's Mask2Former and CLIP, from
+    /// `echo4o-perception`, or your own) instead of refusing to; the shapes sets keep theirs.
+    pub fn with_perception(mut self, perception: Perception) -> Self {
+        self.perception = Some(perception);
+        self
     }
 
     fn new(name: &'static str, metadata: Vec<Metadata>, shapes: bool) -> Self {
@@ -62,6 +73,7 @@ impl GenEvalSuite {
             metadata,
             items,
             shapes,
+            perception: None,
         }
     }
 }
@@ -135,15 +147,16 @@ impl Benchmark for GenEvalSuite {
     }
 
     fn check_scorable(&self) -> Result<()> {
-        if self.shapes {
+        if self.shapes || self.perception.is_some() {
             return Ok(());
         }
         Err(Error::invalid(
             "detector",
             format!(
-                "{} on real images needs GenEval's Mask2Former detector and CLIP color \
-                 classifier, which echo4o does not ship yet; generate with --no-score and score \
-                 the folder (official layout) with the official evaluate_images.py",
+                "{} on real images needs GenEval's detector and colour classifier: give \
+                 Mask2Former's and CLIP's weights (the CLI's --detector-weights and \
+                 --clip-weights; suite::Options::perception in the library), or generate with \
+                 --no-score and score the folder later",
                 self.name
             ),
         ))
@@ -151,7 +164,22 @@ impl Benchmark for GenEvalSuite {
 
     async fn score(&self, images: &Path, out: &Path, _ctx: &ScoreContext<'_>) -> Result<Summary> {
         self.check_scorable()?;
-        geneval::shapes::score_folder_as(self.name, images, out)?;
+        match &self.perception {
+            Some(p) if !self.shapes => {
+                std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+                geneval::evaluate_folder(
+                    self.name,
+                    images,
+                    out,
+                    p.detector.as_ref(),
+                    p.classifier.as_ref(),
+                    &geneval::EngineConfig::default(),
+                )?;
+            }
+            _ => {
+                geneval::shapes::score_folder_as(self.name, images, out)?;
+            }
+        }
         read_summary(out)
     }
 }

@@ -167,6 +167,24 @@ pub struct Options {
     pub multi_only: bool,
     /// Only the first `n` items, for generation and scoring alike (a smoke run). `None`: all.
     pub limit: Option<usize>,
+    /// GenEval's models for `geneval` and `geneval-long` on real images (Mask2Former and CLIP
+    /// in the official script); without them those two can generate but not score.
+    pub perception: Option<Perception>,
+}
+
+/// A detector and a colour classifier for GenEval's rule engine, shared by every scoring call.
+#[derive(Clone)]
+pub struct Perception {
+    /// Finds the objects (GenEval's Mask2Former, or any model behind the trait).
+    pub detector: std::sync::Arc<dyn crate::geneval::Detector>,
+    /// Names their colours (GenEval's zero-shot CLIP, or any model behind the trait).
+    pub classifier: std::sync::Arc<dyn crate::geneval::ColorClassifier>,
+}
+
+impl std::fmt::Debug for Perception {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Perception { detector, classifier }")
+    }
 }
 
 /// The names [`by_name`] knows.
@@ -190,8 +208,13 @@ pub fn by_name(name: &str, options: &Options) -> Result<Box<dyn Benchmark>> {
     }
     let n = options.limit.unwrap_or(usize::MAX);
     Ok(match name {
-        "geneval" => Box::new(GenEvalSuite::official(false).first(n)),
-        "geneval-long" => Box::new(GenEvalSuite::official(true).first(n)),
+        "geneval" | "geneval-long" => {
+            let suite = GenEvalSuite::official(name == "geneval-long").first(n);
+            match &options.perception {
+                Some(p) => Box::new(suite.with_perception(p.clone())),
+                None => Box::new(suite),
+            }
+        }
         "geneval-shapes" => Box::new(GenEvalSuite::shapes(false).first(n)),
         "geneval-pp-shapes" => Box::new(GenEvalSuite::shapes(true).first(n)),
         "geneval-pp" => Box::new(GenEvalPpSuite::official_first(n)),
