@@ -158,3 +158,77 @@ async fn the_engine_is_a_scorer_that_detects_off_the_async_threads() {
     assert_eq!(v.passed, Some(false));
     assert!(!v.reason.is_empty());
 }
+
+/// A detector that counts its calls.
+struct Counting(ShapesDetector, std::sync::atomic::AtomicUsize);
+
+impl echo4o_bench::geneval::Detector for Counting {
+    fn detect(
+        &self,
+        image: &echo4o_core::image::RgbImage,
+    ) -> echo4o_bench::Result<Vec<echo4o_bench::geneval::Detection>> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.detect(image)
+    }
+}
+
+/// Folder scoring resumes: a rerun scores nothing again and writes the same results; an image
+/// rewritten since is scored again; a torn last log line (a kill mid-write) costs one image.
+#[test]
+fn folder_scoring_resumes_and_rescores_only_changed_images() {
+    use echo4o_bench::geneval::{PROGRESS_LOG, evaluate_folder, write_sample_folder};
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    let prompts = geneval_shapes(50, SHAPES_SEED);
+    let metadata = shapes_metadata(false);
+    for k in 0..4 {
+        let img = place(&prompts[k * 50].request, 64, 64, 1).unwrap().render();
+        write_sample_folder(&images, k, &metadata[k * 50], &[img.clone(), img]).unwrap();
+    }
+    let detector = Counting(ShapesDetector::default(), Default::default());
+    let out = dir.path().join("out");
+    let run = || {
+        evaluate_folder(
+            "geneval-shapes",
+            &images,
+            &out,
+            &detector,
+            &ShapesColorClassifier,
+            &EngineConfig::default(),
+        )
+        .unwrap()
+        .0
+    };
+    let first = run();
+    assert_eq!(detector.1.swap(0, Ordering::SeqCst), 8);
+    let results = std::fs::read(out.join("results.jsonl")).unwrap();
+    assert_eq!(run(), first);
+    assert_eq!(
+        detector.1.swap(0, Ordering::SeqCst),
+        0,
+        "nothing scored twice"
+    );
+    assert_eq!(std::fs::read(out.join("results.jsonl")).unwrap(), results);
+
+    // Regenerate one image (another prompt's render): only it is scored again, and it now fails.
+    let other = place(&prompts[1].request, 64, 64, 3).unwrap().render();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let changed = images.join("00002/samples/00001.png");
+    echo4o_core::save_image(&other, &changed).unwrap();
+    let second = run();
+    assert_eq!(detector.1.swap(0, Ordering::SeqCst), 1);
+    let i = second
+        .iter()
+        .position(|r| r.filename == changed.display().to_string())
+        .unwrap();
+    assert!(first[i].correct && !second[i].correct, "{:?}", second[i]);
+
+    // A kill during the last append leaves a torn line: that image is scored again, no more.
+    let log = out.join(PROGRESS_LOG);
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, &text[..text.len() - 10]).unwrap();
+    assert_eq!(run(), second);
+    assert_eq!(detector.1.swap(0, Ordering::SeqCst), 1);
+}

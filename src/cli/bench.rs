@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use echo4o::bench::geneval::shapes::score_folder_with;
-use echo4o::bench::geneval::{EngineConfig, evaluate_folder};
+use echo4o::bench::geneval::{EngineConfig, evaluate_folder_with_progress};
 use echo4o::bench::geneval_pp::{self, GenEvalPp};
 use echo4o::bench::imagine::{self, ImagineBench, Scoring};
 use echo4o::bench::runner::{self, JudgedBenchmark, Progress, RunOptions};
@@ -96,7 +96,7 @@ struct JudgeArgs {
     dry_run: bool,
 }
 
-pub(super) struct Bar(ProgressBar);
+pub(super) struct Bar(ProgressBar, String);
 
 impl Progress for Bar {
     fn start(&self, total: usize, done: usize) {
@@ -104,8 +104,10 @@ impl Progress for Bar {
         self.0.set_position(done as u64);
         self.0.reset_eta();
         if done > 0 {
-            self.0
-                .println(format!("resuming: {done} of {total} items already judged"));
+            self.0.println(format!(
+                "resuming: {done} of {total} items already {}",
+                self.1
+            ));
         }
     }
     fn item(&self, _key: &str, failed: bool) {
@@ -120,13 +122,16 @@ impl Progress for Bar {
     }
 }
 
-pub(super) fn progress_bar(quiet: bool) -> Bar {
+/// A bar counting items `verb` ("judged", "scored") and the failed ones.
+pub(super) fn progress_bar(quiet: bool, verb: &str) -> Bar {
     let bar = super::styled_bar(
         quiet,
-        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} judged, {msg} failed, {per_sec}, ETA {eta}",
+        &format!(
+            "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {verb}, {{msg}} failed, {{per_sec}}, ETA {{eta}}"
+        ),
     );
     bar.set_message("0");
-    Bar(bar)
+    Bar(bar, verb.to_string())
 }
 
 pub fn run(args: BenchArgs, quiet: bool) -> anyhow::Result<()> {
@@ -200,13 +205,14 @@ fn geneval(
                 bail!("--detector mask2former needs --detector-weights and --clip-weights");
             };
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-            evaluate_folder(
+            evaluate_folder_with_progress(
                 "geneval",
                 images,
                 out,
                 p.detector.as_ref(),
                 p.classifier.as_ref(),
                 &EngineConfig::default(),
+                &progress_bar(quiet, "scored"),
             )?
             .1
         }
@@ -247,7 +253,7 @@ async fn execute<B: JudgedBenchmark>(
     let judge = args.judge.judge(default_model)?;
     let mut opts = RunOptions::new(&args.images, &args.out);
     opts.concurrency = args.judge.concurrency as usize;
-    let bar = progress_bar(quiet);
+    let bar = progress_bar(quiet, "judged");
     let outcome = runner::run(bench, &judge, &opts, &bar).await?;
     let s = &outcome.summary;
     if !quiet {

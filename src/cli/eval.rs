@@ -409,12 +409,15 @@ fn score(
         Some(model) if bench.needs_judge() => Some(common.judge.judge(model)?),
         _ => None,
     };
-    let bar = super::bench::progress_bar(quiet);
+    // Judging and Mask2Former scoring take minutes to hours: they get a bar.
+    let slow = judge.is_some() || matches!(bench.name(), "geneval" | "geneval-long");
+    let verb = if judge.is_some() { "judged" } else { "scored" };
+    let bar = super::bench::progress_bar(quiet, verb);
     let ctx = ScoreContext {
         judge: judge.as_ref().map(|j| j as &dyn echo4o::core::Judge),
         concurrency: common.judge.concurrency as usize,
         attempts: 3,
-        progress: if judge.is_some() { &bar } else { &NoProgress },
+        progress: if slow { &bar } else { &NoProgress },
     };
     Ok(rt.block_on(bench.score(images, out, &ctx))?)
 }

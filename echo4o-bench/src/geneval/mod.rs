@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use engine::{EngineConfig, GenEvalScorer, ImageResult, Observed, evaluate_image, observe};
-pub use folder::evaluate_folder;
+pub use folder::{PROGRESS_LOG, evaluate_folder, evaluate_folder_with_progress};
 pub use geometry::{BBox, Relation};
 pub use layout::{GenEvalLayout, LayoutEntry, read_layout, write_sample_folder};
 pub use perception::{COLORS, ColorClassifier, Detection, Detector};

@@ -162,18 +162,19 @@ impl Benchmark for GenEvalSuite {
         ))
     }
 
-    async fn score(&self, images: &Path, out: &Path, _ctx: &ScoreContext<'_>) -> Result<Summary> {
+    async fn score(&self, images: &Path, out: &Path, ctx: &ScoreContext<'_>) -> Result<Summary> {
         self.check_scorable()?;
         match &self.perception {
             Some(p) if !self.shapes => {
                 std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-                geneval::evaluate_folder(
+                geneval::evaluate_folder_with_progress(
                     self.name,
                     images,
                     out,
                     p.detector.as_ref(),
                     p.classifier.as_ref(),
                     &geneval::EngineConfig::default(),
+                    ctx.progress,
                 )?;
             }
             _ => {

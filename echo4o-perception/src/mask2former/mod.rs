@@ -1,6 +1,12 @@
 //! Mask2Former (Swin backbone) as mmdet 2.x builds it for instance segmentation: GenEval's
 //! object detector, native in burn, loading mmdet's checkpoints key for key.
 //!
+//! Where the official pipeline can still see different pixels: it decodes with OpenCV
+//! (`cv2.imread`), echo4o with the `image` crate. 8-bit PNGs, what generators write and GenEval
+//! reads, decode identically (alpha dropped, grey replicated, as OpenCV does); a JPEG's IDCT may
+//! differ from libjpeg-turbo's by a level here and there, a 16-bit PNG is rounded to 8 bits
+//! where OpenCV truncates, and OpenCV applies a JPEG's EXIF rotation, which echo4o does not.
+//!
 //! ```no_run
 //! use echo4o_bench::geneval::Detector;
 //! use echo4o_perception::mask2former::{Mask2FormerConfig, Mask2FormerDetector};

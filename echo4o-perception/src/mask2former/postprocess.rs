@@ -50,8 +50,9 @@ pub fn instances<B: Backend>(
     let scores: Vec<f32> = softmax(class_logits, 1)
         .narrow(1, 0, classes)
         .into_data()
-        .to_vec()
-        .expect("float scores");
+        .convert::<f32>()
+        .into_vec()
+        .expect("converted to f32");
     let mut order: Vec<usize> = (0..scores.len()).collect();
     // Highest first; ties by index, so the order is deterministic.
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
@@ -59,41 +60,17 @@ pub fn instances<B: Backend>(
     let mut wanted: Vec<usize> = order.iter().map(|&i| i / classes).collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let masks = full_resolution_masks(mask_logits, &wanted, meta);
-    let (oh, ow) = meta.original;
+    let masks = query_masks(mask_logits, &wanted, meta);
     let mut out: Vec<Instance> = order
         .iter()
         .map(|&i| {
             let query = i / classes;
-            let logits = &masks[&query];
-            let mut mask = Vec::with_capacity(oh * ow);
-            // float64 sums: torch's blocked float32 reduction is closer to exact than a running
-            // float32 sum over a megapixel would be.
-            let (mut inside, mut area) = (0f64, 0f64);
-            let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-            for (p, &l) in logits.iter().enumerate() {
-                let on = l > 0.0;
-                mask.push(on);
-                if on {
-                    inside += f64::from(1.0 / (1.0 + (-l).exp()));
-                    area += 1.0;
-                    let (y, x) = (p / ow, p % ow);
-                    x0 = x0.min(x);
-                    y0 = y0.min(y);
-                    x1 = x1.max(x + 1);
-                    y1 = y1.max(y + 1);
-                }
-            }
-            let bbox = if area > 0.0 {
-                [x0 as f32, y0 as f32, x1 as f32, y1 as f32]
-            } else {
-                [0.0; 4]
-            };
+            let m = &masks[&query];
             Instance {
                 label: i % classes,
-                score: scores[i] * (inside / (area + 1e-6)) as f32,
-                bbox,
-                mask,
+                score: scores[i] * m.score,
+                bbox: m.bbox,
+                mask: m.mask.clone(),
                 query,
             }
         })
@@ -102,19 +79,67 @@ pub fn instances<B: Backend>(
     out
 }
 
-/// The mask logits of `wanted` queries at the original image's size.
-fn full_resolution_masks<B: Backend>(
+/// What a query's mask gives every detection made from it.
+struct QueryMask {
+    mask: Vec<bool>,
+    /// Mean sigmoid inside the mask (`/ (area + 1e-6)`).
+    score: f32,
+    bbox: [f32; 4],
+}
+
+/// Per wanted query, its mask at the original image's size, mask score and box. Queries are
+/// upsampled a chunk at a time and reduced at once, so full-resolution logits of at most
+/// [`MASK_CHUNK`] queries are held.
+fn query_masks<B: Backend>(
     mask_logits: Tensor<B, 3>,
     wanted: &[usize],
     meta: &ImageMeta,
-) -> BTreeMap<usize, Vec<f32>> {
+) -> BTreeMap<usize, QueryMask> {
+    let (_, ow) = meta.original;
+    let mut out = BTreeMap::new();
+    for (query, logits) in full_resolution_masks(mask_logits, wanted, meta) {
+        let mut mask = Vec::with_capacity(logits.len());
+        // float64 sums: torch's blocked float32 reduction is closer to exact than a running
+        // float32 sum over a megapixel would be.
+        let (mut inside, mut area) = (0f64, 0f64);
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        for (p, &l) in logits.iter().enumerate() {
+            let on = l > 0.0;
+            mask.push(on);
+            if on {
+                inside += f64::from(1.0 / (1.0 + (-l).exp()));
+                area += 1.0;
+                let (y, x) = (p / ow, p % ow);
+                x0 = x0.min(x);
+                y0 = y0.min(y);
+                x1 = x1.max(x + 1);
+                y1 = y1.max(y + 1);
+            }
+        }
+        let bbox = if area > 0.0 {
+            [x0 as f32, y0 as f32, x1 as f32, y1 as f32]
+        } else {
+            [0.0; 4]
+        };
+        let score = (inside / (area + 1e-6)) as f32;
+        out.insert(query, QueryMask { mask, score, bbox });
+    }
+    out
+}
+
+/// The mask logits of `wanted` queries at the original image's size, computed a chunk of
+/// queries at a time as the iterator is consumed.
+fn full_resolution_masks<'a, B: Backend>(
+    mask_logits: Tensor<B, 3>,
+    wanted: &'a [usize],
+    meta: &'a ImageMeta,
+) -> impl Iterator<Item = (usize, Vec<f32>)> + 'a {
     let device = mask_logits.device();
     let [_, h, w] = mask_logits.dims();
     let (ph, pw) = meta.padded;
     let (rh, rw) = meta.resized;
     let (oh, ow) = meta.original;
-    let mut out = BTreeMap::new();
-    for chunk in wanted.chunks(MASK_CHUNK) {
+    wanted.chunks(MASK_CHUNK).flat_map(move |chunk| {
         let index: Vec<i64> = chunk.iter().map(|&q| q as i64).collect();
         let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [chunk.len()]), &device);
         let n = chunk.len();
@@ -122,10 +147,15 @@ fn full_resolution_masks<B: Backend>(
         let padded = upsample(picked, [ph, pw]);
         let cropped = padded.narrow(2, 0, rh).narrow(3, 0, rw);
         let original = upsample(cropped, [oh, ow]);
-        let values: Vec<f32> = original.into_data().to_vec().expect("float masks");
-        for (j, &q) in chunk.iter().enumerate() {
-            out.insert(q, values[j * oh * ow..(j + 1) * oh * ow].to_vec());
-        }
-    }
-    out
+        let values: Vec<f32> = original
+            .into_data()
+            .convert::<f32>()
+            .into_vec()
+            .expect("converted to f32");
+        chunk
+            .iter()
+            .enumerate()
+            .map(|(j, &q)| (q, values[j * oh * ow..(j + 1) * oh * ow].to_vec()))
+            .collect::<Vec<_>>()
+    })
 }
