@@ -14,7 +14,7 @@ use std::time::Instant;
 
 #[path = "common/memory.rs"]
 mod memory;
-use memory::status_gib;
+use memory::print_peak_against;
 #[path = "common/reference.rs"]
 mod reference;
 use reference::{max_diff, reference};
@@ -157,12 +157,7 @@ impl BackendTask for Run {
             "| Mask2Former Swin-S, one 1024x1024 image (resize to 800x800, detections at 1024) | {ours:.2} s | {theirs:.2} s | {:.2}x |",
             theirs / ours
         );
-        if let Some(gib) = status_gib("VmHWM:") {
-            println!(
-                "peak resident memory: {gib:.2} GiB (mmdet's process: {:.2} GiB)",
-                meta["peak_rss_gib"].as_f64().unwrap_or(f64::NAN)
-            );
-        }
+        print_peak_against("mmdet's process", meta["peak_rss_gib"].as_f64());
         Ok(())
     }
 }

@@ -25,7 +25,6 @@ from clip_benchmark.metrics import zeroshot_classification as zsc
 from PIL import Image
 from safetensors.torch import load_file
 
-GENEVAL, OUT = sys.argv[1], sys.argv[2]
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "echo4o-perception", "tests", "data")
 METADATA = os.path.join(HERE, "..", "..", "shared", "data", "benchmarks", "geneval", "evaluation_metadata.jsonl")
@@ -37,6 +36,7 @@ import mask2former_goldens as goldens  # noqa: E402
 
 
 def make_images():
+    OUT = sys.argv[2]
     lines = open(METADATA).read().splitlines()
     rng = np.random.default_rng(5)
     sizes = [(96, 64), (128, 96), (64, 64), (80, 120)]
@@ -80,18 +80,25 @@ def on_cpu(fn):
     return wrapped
 
 
-def main():
-    make_images()
-    torch.set_num_threads(2)
+def patch_official(detector, clip):
+    """Makes evaluate_images.py load `detector()` and `clip()` and run on the CPU."""
     torch.cuda.is_available = lambda: True
     import mmdet.apis
-    mmdet.apis.init_detector = tiny_detector
-    open_clip.create_model_and_transforms = tiny_clip
+    mmdet.apis.init_detector = detector
+    open_clip.create_model_and_transforms = clip
     zsc.zero_shot_classifier = on_cpu(zsc.zero_shot_classifier)
     zsc.run_classification = on_cpu(zsc.run_classification)
+
+
+def main():
+    GENEVAL, OUT = sys.argv[1], sys.argv[2]
+    make_images()
+    torch.set_num_threads(2)
+    patch_official(tiny_detector, tiny_clip)
     script = os.path.join(GENEVAL, "evaluation", "evaluate_images.py")
     sys.argv = [script, os.path.join(OUT, "images"), "--outfile", os.path.join(OUT, "results.jsonl")]
     runpy.run_path(script, run_name="__main__")
 
 
-main()
+if __name__ == "__main__":
+    main()

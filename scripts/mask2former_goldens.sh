@@ -18,7 +18,7 @@ if ! "$VENV/bin/python" -c "import mmdet, mmcv, torch; from mmcv.ops import Mult
     "$VENV/bin/pip" install "setuptools<70" wheel "numpy<2"
     "$VENV/bin/pip" install torch==2.1.2 torchvision==0.16.2
     MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=2 "$VENV/bin/pip" install --no-build-isolation mmcv-full==1.7.2
-    "$VENV/bin/pip" install mmdet==2.28.2 safetensors==0.4.5 pillow==10.4.0
+    "$VENV/bin/pip" install mmdet==2.28.2 safetensors==0.4.5 pillow==10.4.0 pandas==2.2.3
     # mmcv pulls an opencv that needs numpy 2, which torch 2.1 cannot load.
     "$VENV/bin/pip" install "numpy<2" "opencv-python<4.9"
 fi
