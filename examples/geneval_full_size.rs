@@ -94,16 +94,18 @@ impl BackendTask for Run {
         times.sort_by(f64::total_cmp);
         let result = result.context("no run")?;
         let want = &official["result"];
+        let want_correct = want["correct"]
+            .as_bool()
+            .context("geneval.json: result.correct")?;
+        let want_reason = want["reason"]
+            .as_str()
+            .context("geneval.json: result.reason")?;
         println!("prompt: {}", metadata.prompt);
         println!(
-            "verdict: correct={} reason={:?} (official: correct={} reason={:?}) -> {}",
+            "verdict: correct={} reason={:?} (official: correct={want_correct} reason={want_reason:?}) -> {}",
             result.correct,
             result.reason,
-            want["correct"],
-            want["reason"].as_str().unwrap_or_default(),
-            if Some(result.correct) == want["correct"].as_bool()
-                && Some(result.reason.as_str()) == want["reason"].as_str()
-            {
+            if result.correct == want_correct && result.reason == want_reason {
                 "same"
             } else {
                 "DIFFERENT"

@@ -204,7 +204,6 @@ fn geneval(
             let Some(p) = models.perception(device)? else {
                 bail!("--detector mask2former needs --detector-weights and --clip-weights");
             };
-            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
             evaluate_folder_with_progress(
                 "geneval",
                 images,

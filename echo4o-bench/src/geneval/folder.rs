@@ -38,8 +38,8 @@ fn fingerprint(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// Scores every sample of an official-layout folder and writes `results.jsonl` (official
-/// fields), `summary.json` and `report.md` into `out`; `benchmark` names the prompt set in the
-/// summary (`geneval`, `geneval-shapes`, ...). Resumable: see [`evaluate_folder_with_progress`].
+/// fields), `summary.json` and `report.md` into `out` (created if missing); `benchmark` names the
+/// prompt set in the summary (`geneval`, `geneval-shapes`, ...). Resumable: see [`evaluate_folder_with_progress`].
 pub fn evaluate_folder(
     benchmark: &str,
     images: &Path,
@@ -80,38 +80,39 @@ pub fn evaluate_folder_with_progress(
             format!("{} has no <NNNNN>/metadata.jsonl folders", images.display()),
         ));
     }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let (mut log, earlier) = AppendLog::open::<Scored>(&out.join(PROGRESS_LOG))?;
     let mut done: HashMap<String, Scored> = earlier
         .into_iter()
         .map(|s| (s.result.filename.clone(), s))
         .collect();
-    let total: usize = entries.iter().map(|e| e.samples.len()).sum();
-    // An earlier result stands if the file and the prompt's metadata are what it was made from.
-    let reusable = |sample: &Path, metadata: &str, s: &Scored| {
-        fingerprint(sample) == Some((s.bytes, s.modified_ns)) && s.result.metadata == metadata
-    };
-    let already = entries
+    // Per sample in layout order, its earlier result if that still stands: the file and the
+    // prompt's metadata are what it was made from.
+    let reused: Vec<Vec<Option<Scored>>> = entries
         .iter()
         .map(|e| {
             let metadata = e.metadata.to_python_json();
             e.samples
                 .iter()
-                .filter(|p| {
-                    done.get(&p.display().to_string())
-                        .is_some_and(|s| reusable(p, &metadata, s))
+                .map(|p| {
+                    done.remove(&p.display().to_string()).filter(|s| {
+                        fingerprint(p) == Some((s.bytes, s.modified_ns))
+                            && s.result.metadata == metadata
+                    })
                 })
-                .count()
+                .collect()
         })
-        .sum();
+        .collect();
+    let total: usize = entries.iter().map(|e| e.samples.len()).sum();
+    let already = reused.iter().flatten().flatten().count();
     progress.start(total, already);
     let mut results = Vec::new();
     let mut lines = String::new();
     let mut unreadable = Vec::new();
-    for entry in &entries {
+    for (entry, reused) in entries.iter().zip(reused) {
         let metadata = entry.metadata.to_python_json();
-        for sample in &entry.samples {
+        for (sample, earlier) in entry.samples.iter().zip(reused) {
             let key = sample.display().to_string();
-            let earlier = done.remove(&key).filter(|s| reusable(sample, &metadata, s));
             let (r, failure) = match earlier {
                 Some(s) => (s.result, s.unreadable),
                 None => {

@@ -270,7 +270,6 @@ pub fn score_folder_with(
     out: &std::path::Path,
     classifier: &dyn ColorClassifier,
 ) -> Result<(Vec<ImageResult>, GenEvalScores)> {
-    std::fs::create_dir_all(out).map_err(|e| crate::Error::io(out, e))?;
     evaluate_folder(
         benchmark,
         images,

@@ -166,7 +166,6 @@ impl Benchmark for GenEvalSuite {
         self.check_scorable()?;
         match &self.perception {
             Some(p) if !self.shapes => {
-                std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
                 geneval::evaluate_folder_with_progress(
                     self.name,
                     images,

@@ -125,7 +125,14 @@ pub struct ShiftWindowMsa<B: Backend> {
 }
 
 impl<B: Backend> ShiftWindowMsa<B> {
-    fn forward(&self, x: Tensor<B, 3>, [h, w]: [usize; 2]) -> Tensor<B, 3> {
+    /// `mask` caches the shifted-window mask of this map size: every shifted block of a stage
+    /// uses the same one, so it is built once per stage.
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        [h, w]: [usize; 2],
+        mask: &mut Option<Tensor<B, 3>>,
+    ) -> Tensor<B, 3> {
         let [b, _, c] = x.dims();
         let ws = self.w_msa.window;
         let x = x.reshape([b, h, w, c]);
@@ -137,12 +144,15 @@ impl<B: Backend> ShiftWindowMsa<B> {
         };
         let (hp, wp) = (h + pad_b, w + pad_r);
         let s = self.shift as i64;
-        let (x, mask) = if s > 0 {
+        let (x, window_mask) = if s > 0 {
             let device = x.device();
             (
                 // burn's `roll(k)` moves element `i + k` to `i`: torch's `roll(-k)`.
                 x.roll(&[s, s], &[1, 2]),
-                Some(shift_mask::<B>(hp, wp, ws, self.shift, &device)),
+                Some(
+                    mask.get_or_insert_with(|| shift_mask::<B>(hp, wp, ws, self.shift, &device))
+                        .clone(),
+                ),
             )
         } else {
             (x, None)
@@ -151,7 +161,7 @@ impl<B: Backend> ShiftWindowMsa<B> {
             .reshape([b, hp / ws, ws, wp / ws, ws, c])
             .permute([0, 1, 3, 2, 4, 5])
             .reshape([b * (hp / ws) * (wp / ws), ws * ws, c]);
-        let out = self.w_msa.forward(windows, mask);
+        let out = self.w_msa.forward(windows, window_mask);
         let x = out
             .reshape([b, hp / ws, wp / ws, ws, ws, c])
             .permute([0, 1, 3, 2, 4, 5])
@@ -243,8 +253,13 @@ pub struct SwinBlock<B: Backend> {
 }
 
 impl<B: Backend> SwinBlock<B> {
-    fn forward(&self, x: Tensor<B, 3>, hw: [usize; 2]) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.norm1.forward(x), hw);
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        hw: [usize; 2],
+        shift_mask: &mut Option<Tensor<B, 3>>,
+    ) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.norm1.forward(x), hw, shift_mask);
         self.ffn
             .forward_with_identity(self.norm2.forward(x.clone()), x)
     }
@@ -375,8 +390,9 @@ impl<B: Backend> SwinTransformer<B> {
         let norms = [&self.norm0, &self.norm1, &self.norm2, &self.norm3];
         let mut outs = Vec::with_capacity(4);
         for (stage, norm) in self.stages.iter().zip(norms) {
+            let mut shift_mask = None;
             for block in &stage.blocks {
-                x = block.forward(x, hw);
+                x = block.forward(x, hw, &mut shift_mask);
             }
             let [b, _, c] = x.dims();
             outs.push(
