@@ -22,6 +22,7 @@ mod backend;
 pub mod bagel;
 pub mod codec;
 pub mod config;
+mod cpu;
 mod error;
 pub mod flops;
 pub mod generator;

@@ -8,13 +8,12 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::silu;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
-use rayon::prelude::*;
 
 use crate::config::LlmConfig;
+use crate::cpu::fused::{rms_norm, silu_mul};
 
 /// Which expert a run of tokens uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +157,18 @@ pub fn rope_tables<B: Backend>(
     )
 }
 
-/// Applies RoPE to `x` `[len, heads, head_dim]` (non-interleaved `rotate_half`).
+/// Applies RoPE to `x` `[len, heads, head_dim]` (non-interleaved `rotate_half`): one pass on the
+/// CPU backends in f32 outside training, [`apply_rope_graph`] elsewhere.
 fn apply_rope<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 3> {
+    crate::cpu::fused::rope(x, cos, sin, |x| apply_rope_graph(x, cos, sin))
+}
+
+/// RoPE as burn ops, as HF writes it: `x * cos + rotate_half(x) * sin`.
+fn apply_rope_graph<B: Backend>(
+    x: Tensor<B, 3>,
+    cos: &Tensor<B, 2>,
+    sin: &Tensor<B, 2>,
+) -> Tensor<B, 3> {
     let [len, heads, d] = x.dims();
     let half = d / 2;
     let x1 = x.clone().narrow(2, 0, half);
@@ -263,8 +272,10 @@ impl<B: Backend> Mlp<B> {
     }
 
     fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        self.down_proj
-            .forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
+        self.down_proj.forward(silu_mul(
+            self.gate_proj.forward(x.clone()),
+            self.up_proj.forward(x),
+        ))
     }
 }
 
@@ -358,13 +369,13 @@ impl<B: Backend> SelfAttn<B> {
         );
         let q = routing.apply(
             q.reshape([len, h, hd]),
-            |q| self.q_norm.forward(q),
-            |q| self.q_norm_moe_gen.forward(q),
+            |q| rms_norm(&self.q_norm, q),
+            |q| rms_norm(&self.q_norm_moe_gen, q),
         );
         let k = routing.apply(
             k.reshape([len, kvh, hd]),
-            |k| self.k_norm.forward(k),
-            |k| self.k_norm_moe_gen.forward(k),
+            |k| rms_norm(&self.k_norm, k),
+            |k| rms_norm(&self.k_norm_moe_gen, k),
         );
         (
             apply_rope(q, cos, sin),
@@ -374,91 +385,56 @@ impl<B: Backend> SelfAttn<B> {
     }
 }
 
-/// Multiply-adds of one attention call (query rows x keys x head dim x kv heads) above which
-/// [`attention`] splits its query rows over the CPU's threads: about a millisecond of work on
-/// one core, well above the cost of handing blocks to the thread pool.
-const PARALLEL_ATTENTION_WORK: usize = 1 << 22;
-
 /// Grouped-query attention of `q` `[lq, heads, hd]` over keys/values `[lk, kv_heads, hd]` with
 /// an optional additive mask `[lq, lk]`, scale `1/sqrt(hd)`; query head `h` reads key/value head
 /// `h / (heads / kv_heads)`. Returns `[lq, heads * hd]`.
 ///
-/// On Flex in f32 outside training this is burn's fused attention (without materialising the
-/// score matrix per head on long sequences), with the query heads of one key/value head stacked
-/// along the query axis, so keys and values are never copied per query head. Everywhere else it
-/// is [`attention_reference`], which accumulates mask and softmax in f32 as the official kernels
-/// do. Large calls are split into blocks of query rows attended in parallel, because Flex's
-/// kernel runs on one thread.
+/// On the CPU backends (Flex, ndarray) in f32 outside training this is echo4o's own kernel
+/// (`cpu::attention`: vectorised, multi-threaded, keys and values never copied per query head,
+/// no score matrix per head). Everywhere else it is [`attention_reference`], which accumulates
+/// mask and softmax in f32 as the official kernels do.
 pub fn attention<B: Backend>(
     q: Tensor<B, 3>,
     k: Tensor<B, 3>,
     v: Tensor<B, 3>,
     mask: Option<Tensor<B, 2>>,
 ) -> Tensor<B, 2> {
-    // Training keeps the written-out path: burn's autodiff fallback would differentiate through
-    // the max of its softmax and change the bits of every trained checkpoint. CUDA keeps it
-    // until a GPU run has checked burn-cubecl's flash kernel against the goldens (BENCHMARKS.md,
-    // GPU); ndarray has no fused kernel to gain from.
+    // Training keeps the written-out path: autodiff needs its graph, and the kernel would change
+    // the bits of every trained checkpoint. CUDA keeps it until a GPU run has checked
+    // burn-cubecl's flash kernel against the goldens (BENCHMARKS.md, GPU).
     let device = q.device();
-    if q.dtype() != DType::F32 || B::ad_enabled(&device) || B::name(&device) != "flex" {
+    let mut dtypes = vec![q.dtype(), k.dtype(), v.dtype()];
+    dtypes.extend(mask.as_ref().map(|m| m.dtype()));
+    if !crate::cpu::fused::serves::<B>(&device, &dtypes) {
         return attention_reference(q, k, v, mask);
     }
     let [lq, h, hd] = q.dims();
     let [lk, kv_heads, _] = k.dims();
-    let group = h / kv_heads;
-    // [lq, h, hd] -> [h, lq, hd] = [kv, group * lq, hd]: head h = kv * group + g.
-    let q4 = q.swap_dims(0, 1).reshape([1, kv_heads, group * lq, hd]);
-    let kv4 = |t: Tensor<B, 3>| t.swap_dims(0, 1).unsqueeze_dim::<4>(0);
-    let bias = mask.map(|m| {
-        m.unsqueeze_dim::<3>(0)
-            .repeat_dim(0, group)
-            .reshape([1, 1, group * lq, lk])
-    });
-    let (k4, v4) = (kv4(k), kv4(v));
-    let fused = |q: Tensor<B, 4>, bias: Option<Tensor<B, 4>>| {
-        burn::tensor::module::attention(
-            q,
-            k4.clone(),
-            v4.clone(),
-            None,
-            bias,
-            burn::tensor::ops::AttentionModuleOptions {
-                scale: None,
-                softcap: None,
-                is_causal: false,
-            },
-        )
+    let dims = crate::cpu::attention::Dims {
+        queries: lq,
+        keys: lk,
+        heads: h,
+        kv_heads,
+        head_dim: hd,
     };
-    // Flex's kernel walks its (batch, head) pairs one after another on one thread. Query rows
-    // are independent, so large calls are split into row blocks attended in parallel, one per
-    // core (a block may take Flex's other strategy, tiled or whole-row: the same result within
-    // float rounding; `fused_attention_matches_the_reference` covers both).
-    let rows = group * lq;
-    let blocks = if rows * lk * hd * kv_heads >= PARALLEL_ATTENTION_WORK {
-        rayon::current_num_threads().min(rows)
-    } else {
-        1
-    };
-    let out = if blocks == 1 {
-        fused(q4, bias)
-    } else {
-        let step = rows.div_ceil(blocks);
-        let parts: Vec<Tensor<B, 4>> = (0..rows)
-            .into_par_iter()
-            .step_by(step)
-            .map(|start| {
-                let len = step.min(rows - start);
-                fused(
-                    q4.clone().narrow(2, start, len),
-                    bias.clone().map(|b| b.narrow(2, start, len)),
-                )
-            })
-            .collect();
-        Tensor::cat(parts, 2)
-    };
-    out.reshape([h, lq, hd])
-        .swap_dims(0, 1)
-        .reshape([lq, h * hd])
+    let host = |t| crate::cpu::host::HostF32::new::<B, 3>(t);
+    let (qh, kh, vh) = (host(q), host(k), host(v));
+    let mh = mask.map(crate::cpu::host::HostF32::new::<B, 2>);
+    let mask_slice = mh.as_ref().map(|m| m.as_f32());
+    if let (Some(q), Some(k), Some(v), None | Some(Some(_))) =
+        (qh.as_f32(), kh.as_f32(), vh.as_f32(), mask_slice)
+    {
+        let out = crate::cpu::attention::attention(q, k, v, mask_slice.flatten(), dims);
+        return Tensor::from_data(TensorData::new(out, [lq, h * hd]), &device);
+    }
+    // Not reached after the dtype check (host buffers of f32 are f32 slices); the written-out
+    // path is still the right answer.
+    attention_reference(
+        qh.into_tensor(&device),
+        kh.into_tensor(&device),
+        vh.into_tensor(&device),
+        mh.map(|m| m.into_tensor(&device)),
+    )
 }
 
 /// [`attention`] written out: heads expanded, the score matrix materialised, mask and softmax in
@@ -559,8 +535,8 @@ impl<B: Backend> DecoderLayer<B> {
         let residual = x.clone();
         let xn = routing.apply(
             x,
-            |x| self.input_layernorm.forward(x),
-            |x| self.input_layernorm_moe_gen.forward(x),
+            |x| rms_norm(&self.input_layernorm, x),
+            |x| rms_norm(&self.input_layernorm_moe_gen, x),
         );
         let (q, k, v) = self.self_attn.qkv(xn, routing, &rope.0, &rope.1);
         let (k_all, v_all) = match past {
@@ -601,10 +577,13 @@ impl<B: Backend> DecoderLayer<B> {
         let x = residual + o;
         let y = routing.apply(
             x.clone(),
-            |x| self.mlp.forward(self.post_attention_layernorm.forward(x)),
+            |x| {
+                self.mlp
+                    .forward(rms_norm(&self.post_attention_layernorm, x))
+            },
             |x| {
                 self.mlp_moe_gen
-                    .forward(self.post_attention_layernorm_moe_gen.forward(x))
+                    .forward(rms_norm(&self.post_attention_layernorm_moe_gen, x))
             },
         );
         (x + y, LayerKv { k, v })
@@ -736,8 +715,8 @@ impl<B: Backend> LanguageModel<B> {
         }
         routing.apply(
             h,
-            |x| self.model.norm.forward(x),
-            |x| self.model.norm_moe_gen.forward(x),
+            |x| rms_norm(&self.model.norm, x),
+            |x| rms_norm(&self.model.norm_moe_gen, x),
         )
     }
 }
@@ -749,8 +728,8 @@ mod tests {
     use burn::tensor::Distribution;
     use burn_flex::Flex;
 
-    /// The fused path against the written-out one: grouped heads, with and without a mask, on
-    /// blocks short enough for Flex's naive kernel and long enough for its tiled one.
+    /// The CPU kernel through the tensor API against the written-out path: grouped heads, with
+    /// and without a mask, short and long blocks.
     #[test]
     fn fused_attention_matches_the_reference() {
         let dev = Default::default();

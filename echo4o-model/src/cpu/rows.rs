@@ -1,0 +1,231 @@
+//! Row-wise kernels of the decoder layer: RMSNorm, RoPE (alone and after a per-head RMSNorm)
+//! and the SwiGLU gate. Each is one pass over its rows where burn's graph takes several
+//! (square, mean, sqrt, divide, multiply; narrow, negate, concatenate, broadcast), and each
+//! rounds as that graph does, operation by operation, so that outputs agree to the last bits
+//! but for the order of the sum of squares.
+
+use pulp::Arch;
+use rayon::prelude::*;
+
+/// Values below which a kernel stays on the calling thread (waking the pool costs more).
+const PARALLEL_VALUES: usize = 1 << 15;
+
+/// Runs `f(row_index, out_row)` over the rows of `out` (each `width` long), in parallel when
+/// there is enough work, with the CPU's SIMD features enabled for `f`'s body.
+fn for_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let arch = Arch::new();
+    if out.len() < PARALLEL_VALUES {
+        arch.dispatch(|| {
+            for (i, row) in out.chunks_exact_mut(width).enumerate() {
+                f(i, row);
+            }
+        });
+        return;
+    }
+    let rows_per_task = (PARALLEL_VALUES / 4 / width).max(1);
+    out.par_chunks_mut(rows_per_task * width)
+        .enumerate()
+        .for_each(|(t, chunk)| {
+            arch.dispatch(|| {
+                for (i, row) in chunk.chunks_exact_mut(width).enumerate() {
+                    f(t * rows_per_task + i, row);
+                }
+            })
+        });
+}
+
+/// `out = x / sqrt(mean(x^2) + eps) * gamma` for one row (burn's `RmsNorm` in f32).
+#[inline(always)]
+fn norm_row(x: &[f32], gamma: &[f32], eps: f32, out: &mut [f32]) {
+    // Eight partial sums: a sum LLVM can vectorise (a single running sum is a serial chain).
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v * v;
+        }
+    }
+    let sum = acc.iter().sum::<f32>() + tail;
+    let rms = (sum / x.len() as f32 + eps).sqrt();
+    for ((o, v), g) in out.iter_mut().zip(x).zip(gamma) {
+        *o = v / rms * g;
+    }
+}
+
+/// RMSNorm over the last axis: `x` is rows of `gamma.len()`.
+pub(crate) fn rms_norm(x: &[f32], gamma: &[f32], eps: f32) -> Vec<f32> {
+    let width = gamma.len();
+    assert_eq!(x.len() % width, 0, "rows of {width}");
+    let mut out = vec![0.0f32; x.len()];
+    for_rows(&mut out, width, |i, row| {
+        norm_row(&x[i * width..][..width], gamma, eps, row)
+    });
+    out
+}
+
+/// Qwen2's RoPE on one head's row (`rotate_half`, non-interleaved): with `h = d / 2`,
+/// `out[i] = x[i] cos[i] - x[i + h] sin[i]`, `out[i + h] = x[i + h] cos[i + h] + x[i] sin[i + h]`.
+#[inline(always)]
+fn rope_row(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
+    let half = x.len() / 2;
+    let (x1, x2) = x.split_at(half);
+    let (c1, c2) = cos.split_at(half);
+    let (s1, s2) = sin.split_at(half);
+    let (o1, o2) = out.split_at_mut(half);
+    for i in 0..half {
+        o1[i] = x1[i] * c1[i] + (-x2[i]) * s1[i];
+        o2[i] = x2[i] * c2[i] + x1[i] * s2[i];
+    }
+}
+
+/// RoPE on `x` `[len, heads, head_dim]` with the tables `cos`, `sin` `[len, head_dim]`, after a
+/// per-head RMSNorm with `norm = Some((gamma, eps))` (Qwen2's q/k norms).
+pub(crate) fn rope(
+    x: &[f32],
+    heads: usize,
+    d: usize,
+    cos: &[f32],
+    sin: &[f32],
+    norm: Option<(&[f32], f32)>,
+) -> Vec<f32> {
+    assert_eq!(d % 2, 0, "an even head dim");
+    let row_len = heads * d;
+    assert_eq!(x.len() % row_len.max(1), 0, "rows of {heads} heads of {d}");
+    let len = x.len() / row_len.max(1);
+    assert!(
+        cos.len() >= len * d && sin.len() >= len * d,
+        "cos and sin tables"
+    );
+    let mut out = vec![0.0f32; x.len()];
+    if out.is_empty() {
+        return out;
+    }
+    for_rows(&mut out, row_len, |t, row| {
+        let (c, s) = (&cos[t * d..][..d], &sin[t * d..][..d]);
+        let src = &x[t * row_len..][..row_len];
+        let mut normed = [0.0f32; 256];
+        for (head, o) in src.chunks_exact(d).zip(row.chunks_exact_mut(d)) {
+            match norm {
+                Some((gamma, eps)) if d <= normed.len() => {
+                    norm_row(head, gamma, eps, &mut normed[..d]);
+                    rope_row(&normed[..d], c, s, o);
+                }
+                Some((gamma, eps)) => {
+                    let mut normed = vec![0.0f32; d];
+                    norm_row(head, gamma, eps, &mut normed);
+                    rope_row(&normed, c, s, o);
+                }
+                None => rope_row(head, c, s, o),
+            }
+        }
+    });
+    out
+}
+
+/// Qwen2's SwiGLU gate, `silu(gate) * up = gate / (1 + exp(-gate)) * up`, elementwise.
+pub(crate) fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    assert_eq!(gate.len(), up.len(), "gate and up");
+    let mut out = vec![0.0f32; gate.len()];
+    // Rows only to share the work out; the kernel is elementwise.
+    let width = 1024.min(gate.len().max(1));
+    let (body, tail) = out.split_at_mut(gate.len() / width * width);
+    for_rows(body, width, |i, row| {
+        super::simd::silu_mul(&gate[i * width..][..width], &up[i * width..][..width], row)
+    });
+    let at = body.len();
+    Arch::new().dispatch(|| super::simd::silu_mul(&gate[at..], &up[at..], tail));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(7);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 * 8.0 - 4.0
+            })
+            .collect()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    fn norm_ref(x: &[f32], gamma: &[f32], eps: f32) -> Vec<f32> {
+        x.chunks(gamma.len())
+            .flat_map(|r| {
+                let ms = r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / r.len() as f64;
+                let rms = (ms + eps as f64).sqrt();
+                r.iter()
+                    .zip(gamma)
+                    .map(move |(v, g)| (*v as f64 / rms * *g as f64) as f32)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rms_norm_matches_the_formula() {
+        for (rows, width) in [(1, 1), (3, 7), (5, 64), (300, 512)] {
+            let x = data(rows * width, 1);
+            let gamma = data(width, 2);
+            let got = rms_norm(&x, &gamma, 1e-6);
+            assert!(
+                max_diff(&got, &norm_ref(&x, &gamma, 1e-6)) < 1e-5,
+                "{rows}x{width}"
+            );
+        }
+    }
+
+    #[test]
+    fn rope_rotates_each_half_and_norms_first_when_asked() {
+        let (len, heads, d) = (37, 3, 16);
+        let x = data(len * heads * d, 3);
+        let (cos, sin) = (data(len * d, 4), data(len * d, 5));
+        let gamma = data(d, 6);
+        for norm in [None, Some((&gamma[..], 1e-6f32))] {
+            let got = rope(&x, heads, d, &cos, &sin, norm);
+            let src = match norm {
+                Some((g, eps)) => norm_ref(&x, g, eps),
+                None => x.clone(),
+            };
+            let mut want = vec![0.0f32; x.len()];
+            for t in 0..len {
+                for h in 0..heads {
+                    let at = (t * heads + h) * d;
+                    for i in 0..d {
+                        let rot = if i < d / 2 {
+                            -src[at + i + d / 2]
+                        } else {
+                            src[at + i - d / 2]
+                        };
+                        want[at + i] = src[at + i] * cos[t * d + i] + rot * sin[t * d + i];
+                    }
+                }
+            }
+            assert!(max_diff(&got, &want) < 1e-4, "norm {}", norm.is_some());
+        }
+    }
+
+    #[test]
+    fn silu_mul_matches_the_formula() {
+        for n in [1, 15, 1024, 70_001] {
+            let (g, u) = (data(n, 7), data(n, 8));
+            let got = silu_mul(&g, &u);
+            let want: Vec<f32> = g
+                .iter()
+                .zip(&u)
+                .map(|(g, u)| (*g as f64 / (1.0 + (-*g as f64).exp()) * *u as f64) as f32)
+                .collect();
+            assert!(max_diff(&got, &want) < 1e-5, "{n}");
+        }
+    }
+}
