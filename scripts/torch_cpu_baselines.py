@@ -53,7 +53,9 @@ class Cfg:
 # The configurations of benches/model.rs and benches/train.rs.
 MID = dict(hidden=512, inter=1536, heads=8, kv=2, head_dim=64, vocab=1000, latent_dim=64, max_latent=32)
 TINY = Cfg(64, 128, 2, 4, 2, 16, 1000, 64, 16)
-SHAPES = Cfg(256, 512, 3, 4, 2, 64, 1000, 192, 16)
+# The shipped shapes model; its latent width comes from the layout the example prints (the
+# checkpoint's codec decides it: 192 for the pixel codec, 256 for the 16-token linear one).
+SHAPES = dict(hidden=256, inter=512, layers=3, heads=4, kv=2, head_dim=64, vocab=1000, max_latent=16)
 
 
 def param(*shape, grad):
@@ -259,7 +261,7 @@ def model_benches():
 def train_bench(layout):
     """One step of the shipped shapes model: packed batch, per-example masks, flow-matching MSE,
     backward, gradient clipping at 1, AdamW (0.9, 0.95, eps 1e-15), EMA 0.999."""
-    c = SHAPES
+    c = Cfg(latent_dim=layout["latent_dim"], **SHAPES)
     model = Bagel(c)
     ema = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-15, weight_decay=0.0)

@@ -13,7 +13,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::config::LlmConfig;
-use crate::cpu::fused::{rms_norm, silu_mul};
+use crate::cpu::fused::silu_mul;
 
 /// Which expert a run of tokens uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,30 @@ impl Routing {
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The runs as `(rows, und or gen_)`: the module of each run.
+    fn experts<'a, T>(&self, und: &'a T, gen_: &'a T) -> Vec<(usize, &'a T)> {
+        self.0
+            .iter()
+            .map(|&(n, e)| match e {
+                Expert::Und => (n, und),
+                Expert::Gen => (n, gen_),
+            })
+            .collect()
+    }
+
+    /// Each run of `x` (`[rows, ..]`) normed by its expert's RMSNorm: one pass on the CPU,
+    /// [`Routing::apply`] elsewhere.
+    fn norm<B: Backend, const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        und: &RmsNorm<B>,
+        gen_: &RmsNorm<B>,
+    ) -> Tensor<B, D> {
+        crate::cpu::fused::rms_norm(x, &self.experts(und, gen_), |x| {
+            self.apply(x, |x| und.forward(x), |x| gen_.forward(x))
+        })
     }
 
     /// Applies `und` or `gen` to each run of `x` (`[rows, ..]`) and concatenates the results.
@@ -157,18 +181,9 @@ pub fn rope_tables<B: Backend>(
     )
 }
 
-/// Applies RoPE to `x` `[len, heads, head_dim]` (non-interleaved `rotate_half`): one pass on the
-/// CPU backends in f32 outside training, [`apply_rope_graph`] elsewhere.
+/// Applies RoPE to `x` `[len, heads, head_dim]` as HF writes it: `x * cos + rotate_half(x) * sin`
+/// (non-interleaved). The CPU backends take `cpu::fused::norm_rope` instead.
 fn apply_rope<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 3> {
-    crate::cpu::fused::rope(x, cos, sin, |x| apply_rope_graph(x, cos, sin))
-}
-
-/// RoPE as burn ops, as HF writes it: `x * cos + rotate_half(x) * sin`.
-fn apply_rope_graph<B: Backend>(
-    x: Tensor<B, 3>,
-    cos: &Tensor<B, 2>,
-    sin: &Tensor<B, 2>,
-) -> Tensor<B, 3> {
     let [len, heads, d] = x.dims();
     let half = d / 2;
     let x1 = x.clone().narrow(2, 0, half);
@@ -367,19 +382,20 @@ impl<B: Backend> SelfAttn<B> {
             |x| self.v_proj.forward(x),
             |x| self.v_proj_moe_gen.forward(x),
         );
-        let q = routing.apply(
-            q.reshape([len, h, hd]),
-            |q| rms_norm(&self.q_norm, q),
-            |q| rms_norm(&self.q_norm_moe_gen, q),
-        );
-        let k = routing.apply(
-            k.reshape([len, kvh, hd]),
-            |k| rms_norm(&self.k_norm, k),
-            |k| rms_norm(&self.k_norm_moe_gen, k),
-        );
+        // The per-head norms and RoPE in one pass on the CPU; elsewhere as HF writes them.
+        let norm_rope = |x: Tensor<B, 3>, und: &RmsNorm<B>, gen_: &RmsNorm<B>| {
+            crate::cpu::fused::norm_rope(x, &routing.experts(und, gen_), cos, sin, |x| {
+                let x = routing.apply(x, |x| und.forward(x), |x| gen_.forward(x));
+                apply_rope(x, cos, sin)
+            })
+        };
         (
-            apply_rope(q, cos, sin),
-            apply_rope(k, cos, sin),
+            norm_rope(q.reshape([len, h, hd]), &self.q_norm, &self.q_norm_moe_gen),
+            norm_rope(
+                k.reshape([len, kvh, hd]),
+                &self.k_norm,
+                &self.k_norm_moe_gen,
+            ),
             v.reshape([len, kvh, hd]),
         )
     }
@@ -533,11 +549,7 @@ impl<B: Backend> DecoderLayer<B> {
         mode: &AttentionMode<B>,
     ) -> (Tensor<B, 2>, LayerKv<B>) {
         let residual = x.clone();
-        let xn = routing.apply(
-            x,
-            |x| rms_norm(&self.input_layernorm, x),
-            |x| rms_norm(&self.input_layernorm_moe_gen, x),
-        );
+        let xn = routing.norm(x, &self.input_layernorm, &self.input_layernorm_moe_gen);
         let (q, k, v) = self.self_attn.qkv(xn, routing, &rope.0, &rope.1);
         let (k_all, v_all) = match past {
             Some(p) => (
@@ -575,17 +587,12 @@ impl<B: Backend> DecoderLayer<B> {
             |a| self.self_attn.o_proj_moe_gen.forward(a),
         );
         let x = residual + o;
-        let y = routing.apply(
+        let xn = routing.norm(
             x.clone(),
-            |x| {
-                self.mlp
-                    .forward(rms_norm(&self.post_attention_layernorm, x))
-            },
-            |x| {
-                self.mlp_moe_gen
-                    .forward(rms_norm(&self.post_attention_layernorm_moe_gen, x))
-            },
+            &self.post_attention_layernorm,
+            &self.post_attention_layernorm_moe_gen,
         );
+        let y = routing.apply(xn, |x| self.mlp.forward(x), |x| self.mlp_moe_gen.forward(x));
         (x + y, LayerKv { k, v })
     }
 }
@@ -713,11 +720,7 @@ impl<B: Backend> LanguageModel<B> {
         if update {
             cache.append(new_kv, len);
         }
-        routing.apply(
-            h,
-            |x| rms_norm(&self.model.norm, x),
-            |x| rms_norm(&self.model.norm_moe_gen, x),
-        )
+        routing.norm(h, &self.model.norm, &self.model.norm_moe_gen)
     }
 }
 

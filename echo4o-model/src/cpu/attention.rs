@@ -1,7 +1,8 @@
 //! Grouped-query attention on the CPU, f32, for inference.
 //!
-//! The work is split into blocks of query rows per key/value head and spread over the thread
-//! pool. In a block each query head computes its scores against the whole key sequence with a
+//! The work is split into blocks of query rows (every head of a row in the same block, so that a
+//! block owns a contiguous run of the output) and spread over the thread pool. In a block each
+//! query head computes its scores against the whole key sequence with a
 //! register-blocked kernel (the block's score rows stay in the L2 cache: no score matrix per
 //! head is ever allocated), adds the mask row, takes an exact softmax with a vectorised `exp`,
 //! and multiplies by the values with the same kernel. Keys and values are packed once per call
@@ -364,14 +365,7 @@ mod tests {
     }
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
-        // A small LCG: reproducible values in [-2, 2).
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-            })
-            .collect()
+        crate::cpu::test_data(n, seed, 2.0)
     }
 
     #[test]

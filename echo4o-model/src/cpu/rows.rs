@@ -53,15 +53,62 @@ fn norm_row(x: &[f32], gamma: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// RMSNorm over the last axis: `x` is rows of `gamma.len()`.
-pub(crate) fn rms_norm(x: &[f32], gamma: &[f32], eps: f32) -> Vec<f32> {
-    let width = gamma.len();
-    assert_eq!(x.len() % width, 0, "rows of {width}");
+/// RMSNorm over the last axis, `x` being rows of `gammas`' width: consecutive runs of tokens
+/// `(tokens, gamma)`, each token `rows_per_token` rows (the heads of a per-head norm, or 1), so
+/// that the experts of a routed sequence norm in one pass without splitting it.
+pub(crate) fn rms_norm(x: &[f32], runs: &GammaRuns, rows_per_token: usize, eps: f32) -> Vec<f32> {
+    let width = runs.first().map_or(1, |r| r.1.len());
+    assert!(
+        runs.iter().all(|r| r.1.len() == width),
+        "gammas of one width"
+    );
+    let tokens: usize = runs.iter().map(|r| r.0).sum();
+    assert_eq!(x.len(), tokens * rows_per_token * width, "rows of {width}");
     let mut out = vec![0.0f32; x.len()];
+    let gamma = RunLookup::new(runs);
     for_rows(&mut out, width, |i, row| {
-        norm_row(&x[i * width..][..width], gamma, eps, row)
+        norm_row(
+            &x[i * width..][..width],
+            gamma.of(i / rows_per_token),
+            eps,
+            row,
+        )
     });
     out
+}
+
+/// Consecutive runs of tokens `(tokens, gamma)`: which norm weights each token takes.
+pub(crate) type GammaRuns<'a> = [(usize, &'a [f32])];
+
+/// The gamma of a token, from consecutive runs of tokens.
+struct RunLookup<'a> {
+    /// First token of each run, ascending.
+    starts: Vec<usize>,
+    gammas: Vec<&'a [f32]>,
+}
+
+impl<'a> RunLookup<'a> {
+    fn new(runs: &[(usize, &'a [f32])]) -> Self {
+        let mut at = 0;
+        let starts = runs
+            .iter()
+            .map(|r| {
+                let s = at;
+                at += r.0;
+                s
+            })
+            .collect();
+        RunLookup {
+            starts,
+            gammas: runs.iter().map(|r| r.1).collect(),
+        }
+    }
+
+    #[inline(always)]
+    fn of(&self, token: usize) -> &'a [f32] {
+        // Runs are few (three for an image block), many only in packed training batches.
+        self.gammas[self.starts.partition_point(|s| *s <= token) - 1]
+    }
 }
 
 /// Qwen2's RoPE on one head's row (`rotate_half`, non-interleaved): with `h = d / 2`,
@@ -80,14 +127,15 @@ fn rope_row(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
 }
 
 /// RoPE on `x` `[len, heads, head_dim]` with the tables `cos`, `sin` `[len, head_dim]`, after a
-/// per-head RMSNorm with `norm = Some((gamma, eps))` (Qwen2's q/k norms).
+/// per-head RMSNorm with `norm = Some((runs, eps))` (Qwen2's q/k norms; `runs` as for
+/// [`rms_norm`], in tokens).
 pub(crate) fn rope(
     x: &[f32],
     heads: usize,
     d: usize,
     cos: &[f32],
     sin: &[f32],
-    norm: Option<(&[f32], f32)>,
+    norm: Option<(&GammaRuns, f32)>,
 ) -> Vec<f32> {
     assert_eq!(d % 2, 0, "an even head dim");
     let row_len = heads * d;
@@ -101,19 +149,20 @@ pub(crate) fn rope(
     if out.is_empty() {
         return out;
     }
+    let norm = norm.map(|(runs, eps)| (RunLookup::new(runs), eps));
     for_rows(&mut out, row_len, |t, row| {
         let (c, s) = (&cos[t * d..][..d], &sin[t * d..][..d]);
         let src = &x[t * row_len..][..row_len];
         let mut normed = [0.0f32; 256];
         for (head, o) in src.chunks_exact(d).zip(row.chunks_exact_mut(d)) {
-            match norm {
-                Some((gamma, eps)) if d <= normed.len() => {
-                    norm_row(head, gamma, eps, &mut normed[..d]);
+            match &norm {
+                Some((gammas, eps)) if d <= normed.len() => {
+                    norm_row(head, gammas.of(t), *eps, &mut normed[..d]);
                     rope_row(&normed[..d], c, s, o);
                 }
-                Some((gamma, eps)) => {
+                Some((gammas, eps)) => {
                     let mut normed = vec![0.0f32; d];
-                    norm_row(head, gamma, eps, &mut normed);
+                    norm_row(head, gammas.of(t), *eps, &mut normed);
                     rope_row(&normed, c, s, o);
                 }
                 None => rope_row(head, c, s, o),
@@ -143,13 +192,7 @@ mod tests {
     use super::*;
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(7);
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 * 8.0 - 4.0
-            })
-            .collect()
+        crate::cpu::test_data(n, seed, 4.0)
     }
 
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -177,7 +220,7 @@ mod tests {
         for (rows, width) in [(1, 1), (3, 7), (5, 64), (300, 512)] {
             let x = data(rows * width, 1);
             let gamma = data(width, 2);
-            let got = rms_norm(&x, &gamma, 1e-6);
+            let got = rms_norm(&x, &[(rows, &gamma[..])], 1, 1e-6);
             assert!(
                 max_diff(&got, &norm_ref(&x, &gamma, 1e-6)) < 1e-5,
                 "{rows}x{width}"
@@ -186,15 +229,33 @@ mod tests {
     }
 
     #[test]
+    fn rms_norm_takes_each_runs_gamma_for_every_row_of_its_tokens() {
+        let (heads, width) = (3, 8);
+        let (g1, g2) = (data(width, 11), data(width, 12));
+        let runs = [(1, &g1[..]), (4, &g2[..]), (2, &g1[..])];
+        let x = data(7 * heads * width, 13);
+        let got = rms_norm(&x, &runs, heads, 1e-6);
+        let rows = |t0: usize, t1: usize| &x[t0 * heads * width..t1 * heads * width];
+        let want: Vec<f32> = [
+            norm_ref(rows(0, 1), &g1, 1e-6),
+            norm_ref(rows(1, 5), &g2, 1e-6),
+            norm_ref(rows(5, 7), &g1, 1e-6),
+        ]
+        .concat();
+        assert!(max_diff(&got, &want) < 1e-5);
+    }
+
+    #[test]
     fn rope_rotates_each_half_and_norms_first_when_asked() {
         let (len, heads, d) = (37, 3, 16);
         let x = data(len * heads * d, 3);
         let (cos, sin) = (data(len * d, 4), data(len * d, 5));
         let gamma = data(d, 6);
-        for norm in [None, Some((&gamma[..], 1e-6f32))] {
+        let runs = [(len, &gamma[..])];
+        for norm in [None, Some((&runs[..], 1e-6f32))] {
             let got = rope(&x, heads, d, &cos, &sin, norm);
             let src = match norm {
-                Some((g, eps)) => norm_ref(&x, g, eps),
+                Some((_, eps)) => norm_ref(&x, &gamma, eps),
                 None => x.clone(),
             };
             let mut want = vec![0.0f32; x.len()];
