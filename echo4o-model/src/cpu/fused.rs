@@ -29,7 +29,11 @@ pub(crate) fn rms_norm<B: Backend, const D: usize>(
 ) -> Tensor<B, D> {
     let device = x.device();
     let dims = x.dims();
-    let Some(eps) = host_norms(&device, x.dtype(), runs, dims[0], dims[D - 1]) else {
+    let eps = (D >= 2)
+        .then(|| host_norms(&device, x.dtype(), runs, dims[0], dims[D - 1]))
+        .flatten();
+    let Some(eps) = eps else {
+        // Also for a 1-D `x`: its one axis is the normed one, with no tokens to route.
         return reference(x);
     };
     let rows_per_token = dims[1..D - 1].iter().product::<usize>();
