@@ -418,39 +418,7 @@ pub fn attention<B: Backend>(
     // Training keeps the written-out path: autodiff needs its graph, and the kernel would change
     // the bits of every trained checkpoint. CUDA keeps it until a GPU run has checked
     // burn-cubecl's flash kernel against the goldens (BENCHMARKS.md, GPU).
-    let device = q.device();
-    let mut dtypes = vec![q.dtype(), k.dtype(), v.dtype()];
-    dtypes.extend(mask.as_ref().map(|m| m.dtype()));
-    if !crate::cpu::fused::serves::<B>(&device, &dtypes) {
-        return attention_reference(q, k, v, mask);
-    }
-    let [lq, h, hd] = q.dims();
-    let [lk, kv_heads, _] = k.dims();
-    let dims = crate::cpu::attention::Dims {
-        queries: lq,
-        keys: lk,
-        heads: h,
-        kv_heads,
-        head_dim: hd,
-    };
-    let host = |t| crate::cpu::host::HostF32::new::<B, 3>(t);
-    let (qh, kh, vh) = (host(q), host(k), host(v));
-    let mh = mask.map(crate::cpu::host::HostF32::new::<B, 2>);
-    let mask_slice = mh.as_ref().map(|m| m.as_f32());
-    if let (Some(q), Some(k), Some(v), None | Some(Some(_))) =
-        (qh.as_f32(), kh.as_f32(), vh.as_f32(), mask_slice)
-    {
-        let out = crate::cpu::attention::attention(q, k, v, mask_slice.flatten(), dims);
-        return Tensor::from_data(TensorData::new(out, [lq, h * hd]), &device);
-    }
-    // Not reached after the dtype check (host buffers of f32 are f32 slices); the written-out
-    // path is still the right answer.
-    attention_reference(
-        qh.into_tensor(&device),
-        kh.into_tensor(&device),
-        vh.into_tensor(&device),
-        mh.map(|m| m.into_tensor(&device)),
-    )
+    crate::cpu::fused::attention(q, k, v, mask, attention_reference)
 }
 
 /// [`attention`] written out: heads expanded, the score matrix materialised, mask and softmax in

@@ -75,7 +75,7 @@ pub(crate) fn attention(
     let arch = Arch::new();
     let width = 2 * arch.dispatch(super::Lanes);
     let panels = Panels::pack(k, v, dims, width);
-    let padded = keys.div_ceil(width) * width;
+    let padded = keys.next_multiple_of(width);
 
     // Blocks of query rows, every head of a row in one block so that a block owns a contiguous
     // run of the output: enough blocks to keep every thread busy, each small enough for its
@@ -83,7 +83,7 @@ pub(crate) fn attention(
     let threads = rayon::current_num_threads();
     let by_balance = queries.div_ceil(4 * threads);
     let by_cache = (BLOCK_SCORE_BYTES / (4 * padded)).max(1);
-    let rows = round_up(by_balance.min(by_cache), ROWS).min(queries);
+    let rows = by_balance.min(by_cache).next_multiple_of(ROWS).min(queries);
     let attend = |(b, out): (usize, &mut [f32]), scratch: &mut Scratch| {
         arch.dispatch(Block {
             q,
@@ -96,20 +96,17 @@ pub(crate) fn attention(
             scratch,
         })
     };
-    let chunks = out.chunks_mut(rows * heads * head_dim).enumerate();
     if queries * keys * heads * head_dim < PARALLEL_WORK {
         let mut scratch = Scratch::default();
-        chunks.for_each(|chunk| attend(chunk, &mut scratch));
+        out.chunks_mut(rows * heads * head_dim)
+            .enumerate()
+            .for_each(|chunk| attend(chunk, &mut scratch));
     } else {
         out.par_chunks_mut(rows * heads * head_dim)
             .enumerate()
             .for_each_init(Scratch::default, |scratch, chunk| attend(chunk, scratch));
     }
     out
-}
-
-fn round_up(n: usize, m: usize) -> usize {
-    n.div_ceil(m) * m
 }
 
 /// Keys and values in the layout the kernel streams: for each key/value head, keys as panels
@@ -231,15 +228,10 @@ impl WithSimd for Block<'_> {
             // Scores: [rows, padded] = (q * scale) k^T, a tile of rows against every panel of keys.
             for r0 in (0..rows).step_by(ROWS) {
                 let m = ROWS.min(rows - r0);
-                pack_query_tile(
-                    self.q,
-                    (start + r0) * heads + h,
-                    heads * d,
-                    m,
-                    d,
-                    scale,
-                    a_tile,
-                );
+                // Rows of this head are `heads * d` apart in `q`; the scale goes into the tile.
+                let first = ((start + r0) * heads + h) * d;
+                pack_tile(&self.q[first..], heads * d, m, d, a_tile);
+                a_tile.iter_mut().for_each(|x| *x *= scale);
                 for (p, panel) in key_panels.chunks_exact(key_panel_len).enumerate() {
                     product(simd, m, a_tile, S::as_simd_f32s(panel).0, &mut tile);
                     for (r, acc) in tile.iter().take(m).enumerate() {
@@ -299,27 +291,6 @@ impl WithSimd for Block<'_> {
                     }
                 }
             }
-        }
-    }
-}
-
-/// [`pack_tile`] for query rows read straight from `q` and multiplied by the softmax scale:
-/// `m` rows from row index `first` (in units of `head_dim`) on, `stride` apart.
-fn pack_query_tile(
-    q: &[f32],
-    first: usize,
-    stride: usize,
-    m: usize,
-    depth: usize,
-    scale: f32,
-    tile: &mut Vec<f32>,
-) {
-    tile.clear();
-    tile.resize(depth * m, 0.0);
-    for r in 0..m {
-        let row = &q[first * depth + r * stride..][..depth];
-        for (i, x) in row.iter().enumerate() {
-            tile[i * m + r] = x * scale;
         }
     }
 }

@@ -37,14 +37,9 @@ pub(crate) fn rms_norm<B: Backend, const D: usize>(
         return reference(x);
     };
     let rows_per_token = dims[1..D - 1].iter().product::<usize>();
-    let gammas: Vec<HostF32> = runs.iter().map(|r| HostF32::new(r.1.gamma.val())).collect();
+    let gammas = HostGammas::new(runs);
     let xh = HostF32::new(x);
-    let slices: Option<Vec<(usize, &[f32])>> = runs
-        .iter()
-        .zip(&gammas)
-        .map(|(r, g)| g.as_f32().map(|g| (r.0, g)))
-        .collect();
-    match (xh.as_f32(), slices) {
+    match (xh.as_f32(), gammas.runs()) {
         (Some(x), Some(runs)) => {
             let out = rows::rms_norm(x, &runs, rows_per_token, eps);
             Tensor::from_data(TensorData::new(out, dims), &device)
@@ -70,23 +65,39 @@ pub(crate) fn norm_rope<B: Backend>(
     let Some(eps) = eps else {
         return reference(x);
     };
-    let gammas: Vec<HostF32> = runs.iter().map(|r| HostF32::new(r.1.gamma.val())).collect();
+    let gammas = HostGammas::new(runs);
     let (xh, ch, sh) = (
         HostF32::new(x),
         HostF32::new(cos.clone()),
         HostF32::new(sin.clone()),
     );
-    let slices: Option<Vec<(usize, &[f32])>> = runs
-        .iter()
-        .zip(&gammas)
-        .map(|(r, g)| g.as_f32().map(|g| (r.0, g)))
-        .collect();
-    match (xh.as_f32(), ch.as_f32(), sh.as_f32(), slices) {
+    match (xh.as_f32(), ch.as_f32(), sh.as_f32(), gammas.runs()) {
         (Some(x), Some(c), Some(s), Some(runs)) => {
-            let out = rows::rope(x, heads, d, c, s, Some((&runs, eps)));
+            let out = rows::norm_rope(x, heads, d, c, s, &runs, eps);
             Tensor::from_data(TensorData::new(out, [len, heads, d]), &device)
         }
         _ => reference(xh.into_tensor(&device)),
+    }
+}
+
+/// The gammas of runs of norms on the host, `(tokens, gamma)` in run order.
+struct HostGammas(Vec<(usize, HostF32)>);
+
+impl HostGammas {
+    fn new<B: Backend>(runs: &[(usize, &RmsNorm<B>)]) -> Self {
+        HostGammas(
+            runs.iter()
+                .map(|r| (r.0, HostF32::new(r.1.gamma.val())))
+                .collect(),
+        )
+    }
+
+    /// The runs as slices, if every gamma is f32 on the host.
+    fn runs(&self) -> Option<Vec<(usize, &[f32])>> {
+        self.0
+            .iter()
+            .map(|(n, g)| g.as_f32().map(|g| (*n, g)))
+            .collect()
     }
 }
 
@@ -108,6 +119,55 @@ fn host_norms<B: Backend>(
             .iter()
             .all(|r| r.1.gamma.dims() == [width] && r.1.epsilon == eps);
     (fits && serves::<B>(device, &dtypes)).then_some(eps as f32)
+}
+
+/// Grouped-query attention of `q` `[lq, heads, hd]` over `k`, `v` `[lk, kv_heads, hd]` with an
+/// optional additive `mask` `[lq, lk]`, scale `1/sqrt(hd)`, as `[lq, heads * hd]`: the CPU
+/// kernel where it serves, `reference` (the written-out graph) elsewhere.
+pub(crate) fn attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    mask: Option<Tensor<B, 2>>,
+    reference: impl FnOnce(
+        Tensor<B, 3>,
+        Tensor<B, 3>,
+        Tensor<B, 3>,
+        Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    let device = q.device();
+    let mut dtypes = vec![q.dtype(), k.dtype(), v.dtype()];
+    dtypes.extend(mask.as_ref().map(|m| m.dtype()));
+    if !serves::<B>(&device, &dtypes) {
+        return reference(q, k, v, mask);
+    }
+    let [lq, h, hd] = q.dims();
+    let [lk, kv_heads, _] = k.dims();
+    let dims = super::attention::Dims {
+        queries: lq,
+        keys: lk,
+        heads: h,
+        kv_heads,
+        head_dim: hd,
+    };
+    let (qh, kh, vh) = (HostF32::new(q), HostF32::new(k), HostF32::new(v));
+    let mh = mask.map(HostF32::new);
+    let mask_slice = mh.as_ref().map(|m| m.as_f32());
+    if let (Some(q), Some(k), Some(v), None | Some(Some(_))) =
+        (qh.as_f32(), kh.as_f32(), vh.as_f32(), mask_slice)
+    {
+        let out = super::attention::attention(q, k, v, mask_slice.flatten(), dims);
+        return Tensor::from_data(TensorData::new(out, [lq, h * hd]), &device);
+    }
+    // Not reached after the dtype check (host buffers of f32 are f32 slices); the graph is
+    // still the right answer.
+    reference(
+        qh.into_tensor(&device),
+        kh.into_tensor(&device),
+        vh.into_tensor(&device),
+        mh.map(|m| m.into_tensor(&device)),
+    )
 }
 
 /// `silu(gate) * up`, one vectorised pass on the CPU.

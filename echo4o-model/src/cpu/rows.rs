@@ -1,5 +1,5 @@
-//! Row-wise kernels of the decoder layer: RMSNorm, RoPE (alone and after a per-head RMSNorm)
-//! and the SwiGLU gate. Each is one pass over its rows where burn's graph takes several
+//! Row-wise kernels of the decoder layer: RMSNorm, Qwen2's per-head q/k RMSNorm followed by
+//! RoPE, and the SwiGLU gate. Each is one pass over its rows where burn's graph takes several
 //! (square, mean, sqrt, divide, multiply; narrow, negate, concatenate, broadcast), and each
 //! rounds as that graph does, operation by operation, so that outputs agree to the last bits
 //! but for the order of the sum of squares.
@@ -111,31 +111,32 @@ impl<'a> RunLookup<'a> {
     }
 }
 
-/// Qwen2's RoPE on one head's row (`rotate_half`, non-interleaved): with `h = d / 2`,
-/// `out[i] = x[i] cos[i] - x[i + h] sin[i]`, `out[i + h] = x[i + h] cos[i + h] + x[i] sin[i + h]`.
+/// Qwen2's RoPE on one head's row in place (`rotate_half`, non-interleaved): with `h = d / 2`,
+/// `x[i] <- x[i] cos[i] - x[i + h] sin[i]`, `x[i + h] <- x[i + h] cos[i + h] + x[i] sin[i + h]`
+/// (each pair read before it is written).
 #[inline(always)]
-fn rope_row(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
+fn rope_row(x: &mut [f32], cos: &[f32], sin: &[f32]) {
     let half = x.len() / 2;
-    let (x1, x2) = x.split_at(half);
+    let (x1, x2) = x.split_at_mut(half);
     let (c1, c2) = cos.split_at(half);
     let (s1, s2) = sin.split_at(half);
-    let (o1, o2) = out.split_at_mut(half);
     for i in 0..half {
-        o1[i] = x1[i] * c1[i] + (-x2[i]) * s1[i];
-        o2[i] = x2[i] * c2[i] + x1[i] * s2[i];
+        let (a, b) = (x1[i], x2[i]);
+        x1[i] = a * c1[i] + (-b) * s1[i];
+        x2[i] = b * c2[i] + a * s2[i];
     }
 }
 
-/// RoPE on `x` `[len, heads, head_dim]` with the tables `cos`, `sin` `[len, head_dim]`, after a
-/// per-head RMSNorm with `norm = Some((runs, eps))` (Qwen2's q/k norms; `runs` as for
-/// [`rms_norm`], in tokens).
-pub(crate) fn rope(
+/// Qwen2's per-head q/k RMSNorm (`runs` as for [`rms_norm`], in tokens) followed by RoPE on `x`
+/// `[len, heads, head_dim]`, with the tables `cos`, `sin` `[len, head_dim]`.
+pub(crate) fn norm_rope(
     x: &[f32],
     heads: usize,
     d: usize,
     cos: &[f32],
     sin: &[f32],
-    norm: Option<(&GammaRuns, f32)>,
+    runs: &GammaRuns,
+    eps: f32,
 ) -> Vec<f32> {
     assert_eq!(d % 2, 0, "an even head dim");
     let row_len = heads * d;
@@ -149,24 +150,13 @@ pub(crate) fn rope(
     if out.is_empty() {
         return out;
     }
-    let norm = norm.map(|(runs, eps)| (RunLookup::new(runs), eps));
+    let gammas = RunLookup::new(runs);
     for_rows(&mut out, row_len, |t, row| {
         let (c, s) = (&cos[t * d..][..d], &sin[t * d..][..d]);
         let src = &x[t * row_len..][..row_len];
-        let mut normed = [0.0f32; 256];
         for (head, o) in src.chunks_exact(d).zip(row.chunks_exact_mut(d)) {
-            match &norm {
-                Some((gammas, eps)) if d <= normed.len() => {
-                    norm_row(head, gammas.of(t), *eps, &mut normed[..d]);
-                    rope_row(&normed[..d], c, s, o);
-                }
-                Some((gammas, eps)) => {
-                    let mut normed = vec![0.0f32; d];
-                    norm_row(head, gammas.of(t), *eps, &mut normed);
-                    rope_row(&normed, c, s, o);
-                }
-                None => rope_row(head, c, s, o),
-            }
+            norm_row(head, gammas.of(t), eps, o);
+            rope_row(o, c, s);
         }
     });
     out
@@ -176,14 +166,16 @@ pub(crate) fn rope(
 pub(crate) fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
     assert_eq!(gate.len(), up.len(), "gate and up");
     let mut out = vec![0.0f32; gate.len()];
-    // Rows only to share the work out; the kernel is elementwise.
-    let width = 1024.min(gate.len().max(1));
-    let (body, tail) = out.split_at_mut(gate.len() / width * width);
-    for_rows(body, width, |i, row| {
-        super::simd::silu_mul(&gate[i * width..][..width], &up[i * width..][..width], row)
+    if out.len() < PARALLEL_VALUES {
+        super::simd::silu_mul(gate, up, &mut out);
+        return out;
+    }
+    // Chunks the size of `for_rows`' tasks; the kernel is elementwise.
+    let chunk = PARALLEL_VALUES / 4;
+    out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+        let at = i * chunk;
+        super::simd::silu_mul(&gate[at..][..o.len()], &up[at..][..o.len()], o)
     });
-    let at = body.len();
-    Arch::new().dispatch(|| super::simd::silu_mul(&gate[at..], &up[at..], tail));
     out
 }
 
@@ -246,18 +238,14 @@ mod tests {
     }
 
     #[test]
-    fn rope_rotates_each_half_and_norms_first_when_asked() {
-        let (len, heads, d) = (37, 3, 16);
-        let x = data(len * heads * d, 3);
-        let (cos, sin) = (data(len * d, 4), data(len * d, 5));
-        let gamma = data(d, 6);
-        let runs = [(len, &gamma[..])];
-        for norm in [None, Some((&runs[..], 1e-6f32))] {
-            let got = rope(&x, heads, d, &cos, &sin, norm);
-            let src = match norm {
-                Some((_, eps)) => norm_ref(&x, &gamma, eps),
-                None => x.clone(),
-            };
+    fn norm_rope_norms_each_head_then_rotates_each_half() {
+        // Head dims of the models (16, 64) and one above any fixed-size buffer (320).
+        for (len, heads, d) in [(37, 3, 16), (9, 2, 64), (5, 2, 320)] {
+            let x = data(len * heads * d, 3);
+            let (cos, sin) = (data(len * d, 4), data(len * d, 5));
+            let gamma = data(d, 6);
+            let got = norm_rope(&x, heads, d, &cos, &sin, &[(len, &gamma[..])], 1e-6);
+            let src = norm_ref(&x, &gamma, 1e-6);
             let mut want = vec![0.0f32; x.len()];
             for t in 0..len {
                 for h in 0..heads {
@@ -272,7 +260,7 @@ mod tests {
                     }
                 }
             }
-            assert!(max_diff(&got, &want) < 1e-4, "norm {}", norm.is_some());
+            assert!(max_diff(&got, &want) < 1e-4, "{len}x{heads}x{d}");
         }
     }
 
