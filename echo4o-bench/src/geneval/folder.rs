@@ -39,7 +39,8 @@ fn fingerprint(path: &Path) -> Option<(u64, u64)> {
 
 /// Scores every sample of an official-layout folder and writes `results.jsonl` (official
 /// fields), `summary.json` and `report.md` into `out` (created if missing); `benchmark` names the
-/// prompt set in the summary (`geneval`, `geneval-shapes`, ...). Resumable: see [`evaluate_folder_with_progress`].
+/// prompt set in the summary (`geneval`, `geneval-shapes`, ...). Resumable: see
+/// [`evaluate_folder_with_progress`].
 pub fn evaluate_folder(
     benchmark: &str,
     images: &Path,
@@ -86,13 +87,15 @@ pub fn evaluate_folder_with_progress(
         .into_iter()
         .map(|s| (s.result.filename.clone(), s))
         .collect();
-    // Per sample in layout order, its earlier result if that still stands: the file and the
-    // prompt's metadata are what it was made from.
-    let reused: Vec<Vec<Option<Scored>>> = entries
+    // Per prompt, its metadata as the official script writes it and, per sample in layout
+    // order, the earlier result if that still stands: the file and the metadata are what it
+    // was made from.
+    let reused: Vec<(String, Vec<Option<Scored>>)> = entries
         .iter()
         .map(|e| {
             let metadata = e.metadata.to_python_json();
-            e.samples
+            let earlier = e
+                .samples
                 .iter()
                 .map(|p| {
                     done.remove(&p.display().to_string()).filter(|s| {
@@ -100,17 +103,17 @@ pub fn evaluate_folder_with_progress(
                             && s.result.metadata == metadata
                     })
                 })
-                .collect()
+                .collect();
+            (metadata, earlier)
         })
         .collect();
     let total: usize = entries.iter().map(|e| e.samples.len()).sum();
-    let already = reused.iter().flatten().flatten().count();
+    let already = reused.iter().flat_map(|r| &r.1).flatten().count();
     progress.start(total, already);
     let mut results = Vec::new();
     let mut lines = String::new();
     let mut unreadable = Vec::new();
-    for (entry, reused) in entries.iter().zip(reused) {
-        let metadata = entry.metadata.to_python_json();
+    for (entry, (metadata, reused)) in entries.iter().zip(reused) {
         for (sample, earlier) in entry.samples.iter().zip(reused) {
             let key = sample.display().to_string();
             let (r, failure) = match earlier {
