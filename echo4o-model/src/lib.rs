@@ -28,6 +28,7 @@ pub mod flops;
 pub mod generator;
 pub mod linear_codec;
 pub mod ops;
+pub mod packing;
 pub mod parity;
 pub mod pipeline;
 pub mod pixels;

@@ -12,8 +12,11 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 
+use std::sync::Arc;
+
 use crate::config::LlmConfig;
 use crate::cpu::fused::silu_mul;
+use crate::packing::PackedSegments;
 
 /// Which expert a run of tokens uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +186,11 @@ pub fn rope_tables<B: Backend>(
 
 /// Applies RoPE to `x` `[len, heads, head_dim]` as HF writes it: `x * cos + rotate_half(x) * sin`
 /// (non-interleaved). The CPU backends take `cpu::fused::norm_rope` instead.
-fn apply_rope<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 3> {
+pub(crate) fn apply_rope<B: Backend>(
+    x: Tensor<B, 3>,
+    cos: &Tensor<B, 2>,
+    sin: &Tensor<B, 2>,
+) -> Tensor<B, 3> {
     let [len, heads, d] = x.dims();
     let half = d / 2;
     let x1 = x.clone().narrow(2, 0, half);
@@ -367,21 +374,12 @@ impl<B: Backend> SelfAttn<B> {
     ) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
         let len = x.dims()[0];
         let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let q = routing.apply(
-            x.clone(),
-            |x| self.q_proj.forward(x),
-            |x| self.q_proj_moe_gen.forward(x),
-        );
-        let k = routing.apply(
-            x.clone(),
-            |x| self.k_proj.forward(x),
-            |x| self.k_proj_moe_gen.forward(x),
-        );
-        let v = routing.apply(
-            x,
-            |x| self.v_proj.forward(x),
-            |x| self.v_proj_moe_gen.forward(x),
-        );
+        let project = |x: Tensor<B, 2>, und: &Linear<B>, gen_: &Linear<B>| {
+            routing.apply(x, |x| und.forward(x), |x| gen_.forward(x))
+        };
+        let q = project(x.clone(), &self.q_proj, &self.q_proj_moe_gen);
+        let k = project(x.clone(), &self.k_proj, &self.k_proj_moe_gen);
+        let v = project(x, &self.v_proj, &self.v_proj_moe_gen);
         // The per-head norms and RoPE in one pass on the CPU; elsewhere as HF writes them.
         let norm_rope = |x: Tensor<B, 3>, und: &RmsNorm<B>, gen_: &RmsNorm<B>| {
             crate::cpu::fused::norm_rope(x, &routing.experts(und, gen_), cos, sin, |x| {
@@ -415,9 +413,9 @@ pub fn attention<B: Backend>(
     v: Tensor<B, 3>,
     mask: Option<Tensor<B, 2>>,
 ) -> Tensor<B, 2> {
-    // Training keeps the written-out path: autodiff needs its graph, and the kernel would change
-    // the bits of every trained checkpoint. CUDA keeps it until a GPU run has checked
-    // burn-cubecl's flash kernel against the goldens (BENCHMARKS.md, GPU).
+    // Under autodiff this takes the written-out path (training attends through
+    // `AttentionMode::Segments`, whose kernel has its own backward). CUDA keeps it until a GPU
+    // run has checked burn-cubecl's flash kernel against the goldens (BENCHMARKS.md, GPU).
     crate::cpu::fused::attention(q, k, v, mask, attention_reference)
 }
 
@@ -454,6 +452,53 @@ pub fn attention_reference<B: Backend>(
         .reshape([lq, h * hd])
 }
 
+/// Attention of packed segments written out: each segment's rows gathered, its prefixes as a
+/// dense mask, [`attention_reference`], and the rows put back in packed order.
+pub fn segment_attention_reference<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    segments: &PackedSegments,
+) -> Tensor<B, 2> {
+    let device = q.device();
+    let index = |rows: &[usize]| {
+        let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        Tensor::<B, 1, burn::tensor::Int>::from_data(TensorData::new(ids, [rows.len()]), &device)
+    };
+    let in_order = segments.is_in_order();
+    let mut start = 0;
+    let parts = segments
+        .segments()
+        .map(|seg| {
+            let n = seg.len();
+            let first = start;
+            let rows = |t: &Tensor<B, 3>| {
+                if in_order {
+                    t.clone().narrow(0, first, n)
+                } else {
+                    t.clone().select(0, index(seg.rows))
+                }
+            };
+            let mask = Tensor::<B, 2>::from_data(
+                TensorData::new(PackedSegments::mask(seg), [n, n]),
+                (&device, DType::F32),
+            );
+            start += n;
+            attention_reference(rows(&q), rows(&k), rows(&v), Some(mask))
+        })
+        .collect();
+    let out = Tensor::cat(parts, 0);
+    if in_order {
+        return out;
+    }
+    // Row `r` of the packed sequence is row `inverse[r]` of the segments' concatenation.
+    let mut inverse = vec![0; segments.len()];
+    for (k, &r) in segments.segments().flat_map(|s| s.rows).enumerate() {
+        inverse[r] = k;
+    }
+    out.select(0, index(&inverse))
+}
+
 /// One MoT decoder layer.
 #[derive(Module, Debug)]
 pub struct DecoderLayer<B: Backend> {
@@ -482,10 +527,10 @@ pub enum AttentionMode<B: Backend> {
     Causal,
     /// An explicit additive mask `[block, cache + block]`.
     Mask(Tensor<B, 2>),
-    /// Independent consecutive segments (training's packed examples), each with its own
-    /// additive mask `[len, len]`; no cache. Attention runs per segment, so a packed batch costs
-    /// the sum of its examples' squares, not the square of its length.
-    Segments(Vec<Tensor<B, 2>>),
+    /// Independent packed examples (training's batches), each row attending to a prefix of its
+    /// own example; no cache. Attention runs per example, so a packed batch costs the sum of its
+    /// examples' squares, not the square of its length.
+    Segments(Arc<PackedSegments>),
 }
 
 impl<B: Backend> DecoderLayer<B> {
@@ -534,19 +579,10 @@ impl<B: Backend> DecoderLayer<B> {
                 attention(q, k_all, v_all, Some(mask))
             }
             AttentionMode::Mask(m) => attention(q, k_all, v_all, Some(m.clone())),
-            AttentionMode::Segments(masks) => {
-                let mut start = 0;
-                let parts = masks
-                    .iter()
-                    .map(|m| {
-                        let n = m.dims()[0];
-                        let seg = |t: &Tensor<B, 3>| t.clone().narrow(0, start, n);
-                        let o = attention(seg(&q), seg(&k_all), seg(&v_all), Some(m.clone()));
-                        start += n;
-                        o
-                    })
-                    .collect();
-                Tensor::cat(parts, 0)
+            AttentionMode::Segments(segments) => {
+                crate::cpu::fused::segment_attention(q, k_all, v_all, segments, |q, k, v| {
+                    segment_attention_reference(q, k, v, segments)
+                })
             }
         };
         let o = routing.apply(
@@ -698,6 +734,63 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
     use burn_flex::Flex;
+
+    /// Packed-segment attention on `Autodiff<Flex>` (the kernel as one autodiff operation with
+    /// its own backward) against burn's graph of the written-out path: outputs and the
+    /// gradients of q, k and v, with the rows in packing order and scattered.
+    #[test]
+    fn segment_attention_and_its_gradients_match_burns_graph() {
+        use crate::packing::Split::{Causal, Full};
+        use burn::backend::Autodiff;
+        type Ad = Autodiff<Flex>;
+        let dev = Default::default();
+        let packed = PackedSegments::new(&[
+            vec![Full(4), Causal(6), Full(18)],
+            vec![Causal(9), Full(18)],
+            vec![Full(5)],
+        ]);
+        let n = packed.len();
+        let scattered = packed.moved(&(0..n).map(|r| (r * 11) % n).collect::<Vec<_>>());
+        for segments in [packed, scattered] {
+            let segments = Arc::new(segments);
+            let r = |shape: [usize; 3]| {
+                Tensor::<Flex, 3>::random(shape, Distribution::Normal(0.0, 1.0), &dev)
+            };
+            let (q, k, v) = (r([n, 4, 16]), r([n, 2, 16]), r([n, 2, 16]));
+            let w = Tensor::<Ad, 2>::from_inner(Tensor::<Flex, 2>::random(
+                [n, 64],
+                Distribution::Normal(0.0, 1.0),
+                &dev,
+            ));
+            let run = |fused: bool| {
+                let leaf =
+                    |t: &Tensor<Flex, 3>| Tensor::<Ad, 3>::from_inner(t.clone()).require_grad();
+                let (q, k, v) = (leaf(&q), leaf(&k), leaf(&v));
+                let out = if fused {
+                    crate::cpu::fused::segment_attention(
+                        q.clone(),
+                        k.clone(),
+                        v.clone(),
+                        &segments,
+                        |_, _, _| panic!("Autodiff<Flex> f32 takes the kernel"),
+                    )
+                } else {
+                    segment_attention_reference(q.clone(), k.clone(), v.clone(), &segments)
+                };
+                let grads = (out.clone() * w.clone()).sum().backward();
+                let g = |t: &Tensor<Ad, 3>| t.grad(&grads).expect("a gradient");
+                (out.inner(), g(&q), g(&k), g(&v))
+            };
+            let (a, b) = (run(true), run(false));
+            let diff2 = |x: Tensor<Flex, 2>, y: Tensor<Flex, 2>| (x - y).abs().max().into_scalar();
+            let diff3 = |x: Tensor<Flex, 3>, y: Tensor<Flex, 3>| (x - y).abs().max().into_scalar();
+            assert!(diff2(a.0, b.0) < 1e-5, "outputs");
+            for (name, x, y) in [("q", a.1, b.1), ("k", a.2, b.2), ("v", a.3, b.3)] {
+                let d = diff3(x, y);
+                assert!(d < 1e-4, "gradient of {name}: max diff {d}");
+            }
+        }
+    }
 
     /// The CPU kernel through the tensor API against the written-out path: grouped heads, with
     /// and without a mask, short and long blocks.

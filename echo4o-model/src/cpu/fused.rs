@@ -1,18 +1,23 @@
-//! The kernels as tensor operations: each takes the kernel on a CPU backend in f32 outside
-//! autodiff, and burn's own graph everywhere else (CUDA, bf16, training), so model code calls
-//! one function whatever the backend.
+//! The kernels as tensor operations: each takes the kernel on a CPU backend in f32 (on
+//! `Autodiff<Flex>` as an autodiff operation with its own backward pass), and burn's own graph
+//! everywhere else (CUDA, bf16, autodiff over other backends), so model code calls one function
+//! whatever the backend.
 
 use burn::nn::RmsNorm;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 
+use std::sync::Arc;
+
 use super::host::HostF32;
 use super::rows;
+use crate::packing::PackedSegments;
 
-/// Whether the kernels serve a computation on `device` over tensors of `dtypes`: burn's CPU
-/// backends (Flex, ndarray), f32, not recorded for autodiff (training keeps burn's graph, which
-/// its backward needs).
+/// Whether the forward-only kernels serve a computation on `device` over tensors of `dtypes`:
+/// burn's CPU backends (Flex, ndarray), f32, not recorded for autodiff (`Autodiff<Flex>` takes
+/// the operations of `cpu::autodiff`, which carry their backward; any other autodiff backend
+/// keeps burn's graph).
 pub(crate) fn serves<B: Backend>(device: &B::Device, dtypes: &[DType]) -> bool {
     matches!(B::name(device).as_str(), "flex" | "ndarray")
         && !B::ad_enabled(device)
@@ -27,6 +32,11 @@ pub(crate) fn rms_norm<B: Backend, const D: usize>(
     runs: &[(usize, &RmsNorm<B>)],
     reference: impl FnOnce(Tensor<B, D>) -> Tensor<B, D>,
 ) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match super::autodiff::routed_norm(x, runs, None) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
     let device = x.device();
     let dims = x.dims();
     let eps = (D >= 2)
@@ -58,6 +68,11 @@ pub(crate) fn norm_rope<B: Backend>(
     sin: &Tensor<B, 2>,
     reference: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
 ) -> Tensor<B, 3> {
+    #[cfg(feature = "flex")]
+    let x = match super::autodiff::routed_norm(x, runs, Some((cos, sin))) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
     let device = x.device();
     let [len, heads, d] = x.dims();
     let tables_f32 = cos.dtype() == DType::F32 && sin.dtype() == DType::F32;
@@ -170,11 +185,74 @@ pub(crate) fn attention<B: Backend>(
     )
 }
 
+/// Attention of packed training examples (`q` `[rows, heads, hd]`, `k`, `v`
+/// `[rows, kv_heads, hd]`, each row attending to a prefix of its segment, scale `1/sqrt(hd)`) as
+/// `[rows, heads * hd]`: the CPU kernel in f32 on Flex and ndarray and, with its own backward, on
+/// `Autodiff<Flex>`; `reference` (burn's graph, segment by segment) elsewhere.
+pub(crate) fn segment_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    segments: &Arc<PackedSegments>,
+    reference: impl FnOnce(Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) -> Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    let device = q.device();
+    let [rows, h, hd] = q.dims();
+    let [_, kv_heads, _] = k.dims();
+    if rows != segments.len() || k.dims()[0] != rows || v.dims() != k.dims() {
+        // A layout that does not fit: burn's graph reports it in its own words.
+        return reference(q, k, v);
+    }
+    #[cfg(feature = "flex")]
+    let (q, k, v) = {
+        use super::autodiff::{as_flex_autodiff, from_flex_autodiff};
+        match (
+            as_flex_autodiff(q),
+            as_flex_autodiff(k),
+            as_flex_autodiff(v),
+        ) {
+            (Ok(q), Ok(k), Ok(v)) => {
+                return from_flex_autodiff(super::autodiff::segment_attention(q, k, v, segments));
+            }
+            (q, k, v) => (
+                q.map_or_else(|t| t, from_flex_autodiff),
+                k.map_or_else(|t| t, from_flex_autodiff),
+                v.map_or_else(|t| t, from_flex_autodiff),
+            ),
+        }
+    };
+    if !serves::<B>(&device, &[q.dtype(), k.dtype(), v.dtype()]) {
+        return reference(q, k, v);
+    }
+    let heads = super::segments::Heads {
+        heads: h,
+        kv_heads,
+        head_dim: hd,
+    };
+    let (qh, kh, vh) = (HostF32::new(q), HostF32::new(k), HostF32::new(v));
+    match (qh.as_f32(), kh.as_f32(), vh.as_f32()) {
+        (Some(q), Some(k), Some(v)) => {
+            let out = super::segments::forward(q, k, v, segments, heads).out;
+            Tensor::from_data(TensorData::new(out, [rows, h * hd]), &device)
+        }
+        _ => reference(
+            qh.into_tensor(&device),
+            kh.into_tensor(&device),
+            vh.into_tensor(&device),
+        ),
+    }
+}
+
 /// `silu(gate) * up`, one vectorised pass on the CPU.
 pub(crate) fn silu_mul<B: Backend, const D: usize>(
     gate: Tensor<B, D>,
     up: Tensor<B, D>,
 ) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let (gate, up) = match super::autodiff::silu_mul(gate, up) {
+        Ok(y) => return y,
+        Err(inputs) => inputs,
+    };
     let device = gate.device();
     if !serves::<B>(&device, &[gate.dtype(), up.dtype()]) || gate.shape() != up.shape() {
         return silu(gate) * up;

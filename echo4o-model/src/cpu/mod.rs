@@ -5,9 +5,14 @@
 //! against a textbook version in f64.
 
 pub(crate) mod attention;
+#[cfg(feature = "flex")]
+mod autodiff;
 pub(crate) mod fused;
 pub(crate) mod host;
 pub(crate) mod rows;
+#[cfg(feature = "flex")]
+mod rows_backward;
+pub(crate) mod segments;
 mod simd;
 mod tile;
 

@@ -15,7 +15,11 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
+use std::sync::Arc;
+
 use crate::bagel::{Bagel, grid_position_ids};
+use crate::packing::PackedSegments;
+pub use crate::packing::Split;
 use crate::qwen2_mot::{AttentionMode, Expert, KvCache, Routing};
 
 /// `t = s t' / (1 + (s - 1) t')` with `t' = sigmoid(logit)`: the official per-image timestep
@@ -56,23 +60,6 @@ pub struct FlowLoss<B: Backend> {
     pub v_pred: Tensor<B, 2>,
     /// The targets `eps - x0`, same shape.
     pub target: Tensor<B, 2>,
-}
-
-/// How a split of a packed example attends within itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Split {
-    /// Text: each token sees the tokens before it.
-    Causal(usize),
-    /// An image split (markers and latents): all of itself.
-    Full(usize),
-}
-
-impl Split {
-    fn len(self) -> usize {
-        match self {
-            Split::Causal(n) | Split::Full(n) => n,
-        }
-    }
 }
 
 /// The additive attention mask `[L, L]` (0 attend, -inf masked) of examples packed in order,
@@ -165,24 +152,16 @@ pub fn flow_loss<B: Backend>(
         row += m + 2;
         splits.push(example);
     }
-    // One mask per example: the diagonal blocks of `packed_mask(&splits)`.
-    let masks = splits
-        .iter()
-        .map(|example| {
-            let len: usize = example.iter().map(|s| s.len()).sum();
-            Tensor::<B, 2>::from_data(
-                TensorData::new(packed_mask(std::slice::from_ref(example)), [len, len]),
-                (&device, DType::F32),
-            )
-        })
-        .collect();
+    // Each example's rows attend to prefixes of the example: `packed_mask(&splits)` without
+    // its `[L, L]` matrix.
+    let segments = Arc::new(PackedSegments::new(&splits));
     let hidden = lm.forward_block(
         Tensor::cat(pieces, 0),
         &Routing::new(runs),
         &positions,
         model.rope_theta(),
         &mut KvCache::new(),
-        &AttentionMode::Segments(masks),
+        &AttentionMode::Segments(segments),
         false,
         None,
     );
@@ -257,6 +236,42 @@ mod tests {
     }
 
     #[test]
+    fn packed_segments_are_the_diagonal_blocks_of_the_packed_mask() {
+        use Split::{Causal, Full};
+        let examples = [
+            vec![Full(3), Causal(2), Full(4)],
+            vec![Causal(5), Full(3)],
+            vec![Full(2)],
+        ];
+        let dense = packed_mask(&examples);
+        let l = 19;
+        let segments = PackedSegments::new(&examples);
+        let mut start = 0;
+        for seg in segments.segments() {
+            let n = seg.len();
+            let block = PackedSegments::mask(seg);
+            for i in 0..n {
+                for j in 0..l {
+                    let inside = (start..start + n).contains(&j);
+                    let expected = if inside {
+                        block[i * n + j - start]
+                    } else {
+                        f32::NEG_INFINITY
+                    };
+                    assert_eq!(
+                        dense[(start + i) * l + j],
+                        expected,
+                        "row {} col {j}",
+                        start + i
+                    );
+                }
+            }
+            start += n;
+        }
+        assert_eq!(start, l);
+    }
+
+    #[test]
     fn references_are_seen_by_the_text_and_the_target_but_see_neither() {
         use Split::{Causal, Full};
         // reference (3 rows), text (2), target (3)
@@ -266,5 +281,123 @@ mod tests {
         assert!((0..3).all(|i| (0..3).all(|j| at(i, j)) && (3..8).all(|j| !at(i, j))));
         assert!(at(3, 0) && at(3, 2) && at(3, 3) && !at(3, 4) && at(4, 4));
         assert!((5..8).all(|i| (0..8).all(|j| at(i, j))));
+    }
+
+    /// A packed batch (examples with and without text and references) gives each example what
+    /// it gives alone, on Flex and on `Autodiff<Flex>` (where the packed forward runs regrouped
+    /// by expert through the kernels' autodiff operations), and the gradient of the packed loss
+    /// is the examples' gradients weighted by their share of the latent values.
+    #[cfg(feature = "flex")]
+    #[test]
+    #[allow(clippy::unwrap_used)] // tests unwrap: a panic is the failure report
+    fn a_packed_batch_trains_each_example_as_alone() {
+        use crate::config::BagelConfig;
+        use burn::backend::Autodiff;
+        use burn::tensor::Distribution;
+        use burn_flex::Flex;
+
+        type Ad = Autodiff<Flex>;
+        let config = BagelConfig::tiny();
+        let dev = Default::default();
+        let dim = config.patch_latent_dim();
+        let r =
+            |n: usize| Tensor::<Flex, 2>::random([n, dim], Distribution::Normal(0.0, 1.0), &dev);
+        let example = |refs: Vec<(Tensor<Flex, 2>, (usize, usize))>,
+                       text: Vec<u32>,
+                       grid: (usize, usize),
+                       t| {
+            let n = grid.0 * grid.1;
+            T2iExample {
+                references: refs,
+                text,
+                x0: r(n),
+                grid,
+                t,
+                noise: r(n),
+            }
+        };
+        let batch = vec![
+            example(vec![], vec![5, 6, 7, 8], (2, 2), 0.3),
+            example(
+                vec![(r(4), (2, 2)), (r(2), (1, 2))],
+                vec![9, 10],
+                (2, 2),
+                0.7,
+            ),
+            example(vec![], vec![], (2, 3), 0.5),
+        ];
+        let markers = [config.tokens.start_of_image, config.tokens.end_of_image];
+        let loss = |model: &Bagel<Flex>, batch: &[T2iExample<Flex>]| {
+            flow_loss(model, batch, markers, 0.0, config.max_latent_size)
+        };
+        let model = Bagel::<Flex>::init(&config, &dev);
+        let packed = loss(&model, &batch).v_pred;
+        let alone: Vec<_> = batch
+            .iter()
+            .map(|e| loss(&model, std::slice::from_ref(e)).v_pred)
+            .collect();
+        let diff = (packed - Tensor::cat(alone, 0)).abs().max().into_scalar();
+        assert!(diff < 1e-4, "Flex: packed against alone, max diff {diff}");
+
+        let model = Bagel::<Ad>::init(&config, &dev);
+        let to_ad = |e: &T2iExample<Flex>| T2iExample::<Ad> {
+            references: e
+                .references
+                .iter()
+                .map(|(t, g)| (Tensor::from_inner(t.clone()), *g))
+                .collect(),
+            text: e.text.clone(),
+            x0: Tensor::from_inner(e.x0.clone()),
+            grid: e.grid,
+            t: e.t,
+            noise: Tensor::from_inner(e.noise.clone()),
+        };
+        let batch: Vec<T2iExample<Ad>> = batch.iter().map(to_ad).collect();
+        let weights = |m: &Bagel<Ad>| {
+            let l = &m.language_model.model.layers[0];
+            [
+                l.self_attn.q_proj.weight.val(),
+                l.mlp_moe_gen.up_proj.weight.val(),
+            ]
+        };
+        let run = |batch: &[T2iExample<Ad>]| {
+            let out = flow_loss(&model, batch, markers, 0.0, config.max_latent_size);
+            let grads = out.mse.backward();
+            let [w0, w1] = weights(&model).map(|w| w.grad(&grads).unwrap());
+            let gamma = &model.language_model.model.layers[0].input_layernorm.gamma;
+            let g2 = gamma.val().grad(&grads).unwrap().unsqueeze::<2>();
+            (out.v_pred.inner(), [w0, w1, g2])
+        };
+        let (packed, packed_grads) = run(&batch);
+        let total: usize = batch.iter().map(|e| e.x0.dims()[0]).sum();
+        let mut alone = Vec::new();
+        let mut summed: Option<[Tensor<Flex, 2>; 2]> = None;
+        let mut summed_gamma: Option<Tensor<Flex, 2>> = None;
+        for e in &batch {
+            let share = e.x0.dims()[0] as f32 / total as f32;
+            let (v, [g0, g1, g2]) = run(std::slice::from_ref(e));
+            alone.push(v);
+            summed = Some(match summed {
+                None => [g0 * share, g1 * share],
+                Some([a, b]) => [a + g0 * share, b + g1 * share],
+            });
+            summed_gamma = Some(match summed_gamma {
+                None => g2 * share,
+                Some(a) => a + g2 * share,
+            });
+        }
+        let diff = (packed - Tensor::cat(alone, 0)).abs().max().into_scalar();
+        assert!(
+            diff < 1e-4,
+            "Autodiff<Flex>: packed against alone, max diff {diff}"
+        );
+        let [a, b] = summed.unwrap();
+        let [p0, p1, p2] = packed_grads;
+        for (name, x, y) in [("q_proj", p0, a), ("mlp_moe_gen.up_proj", p1, b)] {
+            let d = (x - y).abs().max().into_scalar();
+            assert!(d < 1e-5, "gradient of {name}: max diff {d}");
+        }
+        let d = (p2 - summed_gamma.unwrap()).abs().max().into_scalar();
+        assert!(d < 1e-5, "gradient of input_layernorm: max diff {d}");
     }
 }
