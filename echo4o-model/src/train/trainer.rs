@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::ToElement;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::Distribution;
 use serde::{Deserialize, Serialize};
 
+use super::adamw::{AdamWSettings, FusedAdamW};
 use super::objective::{T2iExample, flow_loss, timestep};
 use crate::Error;
 use crate::autoencoder::LatentCodec;
@@ -262,7 +263,7 @@ impl<B: Backend> ModuleMapper<B> for Blend<B> {
 /// copy that is saved and sampled, the codec, tokenizer and schedule.
 pub struct Trainer<B: AutodiffBackend> {
     model: Option<Bagel<B>>,
-    optim: OptimizerAdaptor<AdamW, Bagel<B>, B>,
+    optim: OptimizerAdaptor<FusedAdamW, Bagel<B>, B>,
     ema: Bagel<B::InnerBackend>,
     codec: Codec<B::InnerBackend>,
     tokenizer: BagelTokenizer,
@@ -272,14 +273,14 @@ pub struct Trainer<B: AutodiffBackend> {
     device: B::Device,
 }
 
-fn optimizer<B: AutodiffBackend>(s: &TrainSettings) -> OptimizerAdaptor<AdamW, Bagel<B>, B> {
-    AdamWConfig::new()
-        .with_beta_1(s.beta1)
-        .with_beta_2(s.beta2)
-        .with_epsilon(s.eps)
-        .with_weight_decay(s.weight_decay)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(s.grad_clip)))
-        .init()
+fn optimizer<B: AutodiffBackend>(s: &TrainSettings) -> OptimizerAdaptor<FusedAdamW, Bagel<B>, B> {
+    OptimizerAdaptor::from(FusedAdamW::new(AdamWSettings {
+        beta_1: s.beta1,
+        beta_2: s.beta2,
+        epsilon: s.eps,
+        weight_decay: s.weight_decay,
+    }))
+    .with_grad_clipping(GradientClippingConfig::Norm(s.grad_clip).init())
 }
 
 /// A training-state file that cannot be read or written (not a weights mismatch: a missing
