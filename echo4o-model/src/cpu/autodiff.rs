@@ -91,7 +91,7 @@ struct SegmentAttentionState {
     k: FlexTensor,
     v: FlexTensor,
     out: Arc<Vec<f32>>,
-    lse: Arc<Vec<f32>>,
+    probs: Arc<Vec<Vec<f32>>>,
     segments: Arc<PackedSegments>,
     heads: Heads,
 }
@@ -109,7 +109,7 @@ impl Backward<Flex, 3> for SegmentAttention {
         let d_out = contiguous(grads.consume::<Flex>(&ops.node));
         let g = segments::backward(
             (values(&s.q), values(&s.k), values(&s.v)),
-            (&s.out, &s.lse),
+            (&s.out, &s.probs),
             values(&d_out),
             &s.segments,
             s.heads,
@@ -149,7 +149,7 @@ pub(crate) fn segment_attention(
         k: kp,
         v: vp,
         out: Arc::new(fwd.out),
-        lse: Arc::new(fwd.lse),
+        probs: Arc::new(fwd.probs),
         segments: Arc::clone(segments),
         heads,
     };

@@ -63,9 +63,44 @@ pub(crate) fn rms_norm_backward(
         x: vec![0.0; x.len()],
         gammas: vec![vec![0.0; width]; routed.gammas.len()],
     };
-    let row_len = routed.rows_per_token * width;
-    let mut dz = vec![0.0f32; width];
-    Arch::new().dispatch(|| {
+    Arch::new().dispatch(NormBackward {
+        x,
+        dy,
+        routed,
+        eps,
+        rope,
+        grads: &mut grads,
+    });
+    grads
+}
+
+/// The loop of [`rms_norm_backward`] as a `WithSimd` operation (so that it compiles with the
+/// CPU's SIMD features; a closure passed to `dispatch` need not be inlined into them).
+struct NormBackward<'a> {
+    x: &'a [f32],
+    dy: &'a [f32],
+    routed: RoutedGammas<'a>,
+    eps: f32,
+    rope: Rope<'a>,
+    grads: &'a mut NormGrads,
+}
+
+impl pulp::WithSimd for NormBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Self {
+            x,
+            dy,
+            routed,
+            eps,
+            rope,
+            grads,
+        } = self;
+        let width = grads.gammas.first().map_or(1, |g| g.len());
+        let row_len = routed.rows_per_token * width;
+        let mut dz = vec![0.0f32; width];
         let mut token = 0;
         for &(n, gi) in routed.runs {
             let gamma = routed.gammas[gi];
@@ -87,8 +122,7 @@ pub(crate) fn rms_norm_backward(
             }
             token += n;
         }
-    });
-    grads
+    }
 }
 
 /// One row of RMSNorm backward: `y = x r g` with `r = 1/sqrt(mean(x^2) + eps)`, so
@@ -137,15 +171,61 @@ pub(crate) fn silu_mul_backward(gate: &[f32], up: &[f32], dy: &[f32]) -> (Vec<f3
         "gate, up and dy"
     );
     let (mut dg, mut du) = (vec![0.0f32; gate.len()], vec![0.0f32; gate.len()]);
-    Arch::new().dispatch(|| {
-        for i in 0..gate.len() {
+    Arch::new().dispatch(SiluMulBackward {
+        gate,
+        up,
+        dy,
+        dg: &mut dg,
+        du: &mut du,
+    });
+    (dg, du)
+}
+
+/// The loop of [`silu_mul_backward`], vectorised with the exponential of `simd`.
+struct SiluMulBackward<'a> {
+    gate: &'a [f32],
+    up: &'a [f32],
+    dy: &'a [f32],
+    dg: &'a mut [f32],
+    du: &'a mut [f32],
+}
+
+impl pulp::WithSimd for SiluMulBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Self {
+            gate,
+            up,
+            dy,
+            dg,
+            du,
+        } = self;
+        let lanes = S::F32_LANES;
+        let body = gate.len() / lanes * lanes;
+        let (one, zero) = (simd.splat_f32s(1.0), simd.splat_f32s(0.0));
+        let (g_v, _) = S::as_simd_f32s(&gate[..body]);
+        let (u_v, _) = S::as_simd_f32s(&up[..body]);
+        let (d_v, _) = S::as_simd_f32s(&dy[..body]);
+        let (dg_v, _) = S::as_mut_simd_f32s(&mut dg[..body]);
+        let (du_v, _) = S::as_mut_simd_f32s(&mut du[..body]);
+        for ((((g, u), d), dgo), duo) in g_v.iter().zip(u_v).zip(d_v).zip(dg_v).zip(du_v) {
+            let e = super::simd::exp(simd, simd.sub_f32s(zero, *g));
+            let s = simd.div_f32s(one, simd.add_f32s(one, e));
+            let ds = simd.mul_f32s(*d, s);
+            // d * u * s * (1 + g (1 - s))
+            let inner = simd.mul_add_e_f32s(*g, simd.sub_f32s(one, s), one);
+            *dgo = simd.mul_f32s(simd.mul_f32s(ds, *u), inner);
+            *duo = simd.mul_f32s(ds, *g);
+        }
+        for i in body..gate.len() {
             let (g, u, d) = (gate[i], up[i], dy[i]);
             let s = 1.0 / (1.0 + (-g).exp());
             dg[i] = d * u * s * (1.0 + g * (1.0 - s));
             du[i] = d * g * s;
         }
-    });
-    (dg, du)
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Attention over packed training examples, forward and backward: each segment's rows attend to
 //! a prefix of their own segment (`PackedSegments`), grouped-query heads read their key/value
-//! head in place, and the backward pass recomputes the probabilities from the saved
-//! log-sum-exp instead of keeping a score matrix per head (as flash attention does).
+//! head in place, and the forward pass keeps each segment's probabilities for the backward pass
+//! (training's examples are tens of rows: a few thousand values per example and head, less than
+//! one activation of a linear layer).
 //!
 //! The examples of a training batch are short (tens of rows), so the work is one segment per
 //! task over the pool, with the segment's rows gathered into contiguous buffers: at these sizes
@@ -32,12 +33,13 @@ impl Heads {
     }
 }
 
-/// What the forward pass returns: the output `[rows, heads * head_dim]` and, per row and head,
-/// the log-sum-exp of its scaled scores (`[rows, heads]`), which the backward pass needs.
+/// What the forward pass returns: the output `[rows, heads * head_dim]` and, per segment of `n`
+/// rows, its attention probabilities `[heads, n, n]` (zero past each row's prefix), which the
+/// backward pass needs.
 #[derive(Debug, Clone)]
 pub(crate) struct Forward {
     pub out: Vec<f32>,
-    pub lse: Vec<f32>,
+    pub probs: Vec<Vec<f32>>,
 }
 
 /// The gradients of `q`, `k` and `v`, in their shapes.
@@ -91,19 +93,6 @@ fn scatter(x: &mut [f32], rows: &[usize], width: usize, local: &[f32]) {
     }
 }
 
-/// Runs `f` over every segment on the pool (with the CPU's SIMD features enabled) and returns the
-/// results in segment order.
-fn per_segment<T: Send>(
-    segments: &PackedSegments,
-    f: impl Fn(Segment<'_>) -> T + Sync,
-) -> Vec<(Segment<'_>, T)> {
-    let arch = Arch::new();
-    let list: Vec<Segment<'_>> = segments.segments().collect();
-    list.into_par_iter()
-        .map(|s| (s, arch.dispatch(|| f(s))))
-        .collect()
-}
-
 /// Attention of every segment: row `i` of a segment attends to the segment's first
 /// `visible[i]` rows with scale `1/sqrt(head_dim)`.
 pub(crate) fn forward(
@@ -113,112 +102,122 @@ pub(crate) fn forward(
     segments: &PackedSegments,
     heads: Heads,
 ) -> Forward {
-    let Heads {
-        heads: h,
-        kv_heads: kvh,
-        head_dim: d,
-    } = heads;
-    let scale = heads.scale();
-    let results = per_segment(segments, |seg| {
-        let n = seg.len();
-        let (qs, ks, vs) = (
-            gather(q, seg.rows, h * d),
-            gather(k, seg.rows, kvh * d),
-            gather(v, seg.rows, kvh * d),
-        );
-        let mut out = vec![0.0f32; n * h * d];
-        let mut lse = vec![0.0f32; n * h];
-        let mut p = vec![0.0f32; n];
-        for i in 0..n {
-            let vis = seg.visible[i];
-            for hh in 0..h {
-                let g = heads.kv_of(hh);
-                let qi = &qs[(i * h + hh) * d..][..d];
-                let mut max = f32::NEG_INFINITY;
-                for (j, pj) in p[..vis].iter_mut().enumerate() {
-                    *pj = dot(qi, &ks[(j * kvh + g) * d..][..d]) * scale;
-                    max = max.max(*pj);
-                }
-                let mut sum = 0.0;
-                for pj in &mut p[..vis] {
-                    *pj = (*pj - max).exp();
-                    sum += *pj;
-                }
-                let o = &mut out[(i * h + hh) * d..][..d];
-                let inv = 1.0 / sum;
-                for (j, pj) in p[..vis].iter().enumerate() {
-                    axpy(o, pj * inv, &vs[(j * kvh + g) * d..][..d]);
-                }
-                lse[i * h + hh] = max + sum.ln();
-            }
-        }
-        (out, lse)
-    });
+    let (h, kvh, d) = (heads.heads, heads.kv_heads, heads.head_dim);
+    let arch = Arch::new();
+    let list: Vec<Segment<'_>> = segments.segments().collect();
+    let results: Vec<_> = list
+        .into_par_iter()
+        .map(|seg| {
+            let (q, k, v) = (
+                gather(q, seg.rows, h * d),
+                gather(k, seg.rows, kvh * d),
+                gather(v, seg.rows, kvh * d),
+            );
+            let visible = seg.visible;
+            (
+                seg,
+                arch.dispatch(ForwardSegment {
+                    q: &q,
+                    k: &k,
+                    v: &v,
+                    visible,
+                    heads,
+                }),
+            )
+        })
+        .collect();
     let mut fwd = Forward {
         out: vec![0.0; segments.len() * h * d],
-        lse: vec![0.0; segments.len() * h],
+        probs: Vec::with_capacity(results.len()),
     };
-    for (seg, (out, lse)) in results {
+    for (seg, (out, probs)) in results {
         scatter(&mut fwd.out, seg.rows, h * d, &out);
-        scatter(&mut fwd.lse, seg.rows, h, &lse);
+        fwd.probs.push(probs);
     }
     fwd
+}
+
+/// One segment's forward pass over its gathered rows (a `WithSimd` operation, so that the loops
+/// compile with the CPU's SIMD features).
+struct ForwardSegment<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    visible: &'a [usize],
+    heads: Heads,
+}
+
+impl pulp::WithSimd for ForwardSegment<'_> {
+    type Output = (Vec<f32>, Vec<f32>);
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> Self::Output {
+        let Self {
+            q,
+            k,
+            v,
+            visible,
+            heads,
+        } = self;
+        let (h, kvh, d) = (heads.heads, heads.kv_heads, heads.head_dim);
+        let scale = heads.scale();
+        let n = visible.len();
+        let mut out = vec![0.0f32; n * h * d];
+        let mut probs = vec![0.0f32; h * n * n];
+        for hh in 0..h {
+            let g = heads.kv_of(hh);
+            for (i, &vis) in visible.iter().enumerate() {
+                let qi = &q[(i * h + hh) * d..][..d];
+                let p = &mut probs[(hh * n + i) * n..][..vis];
+                let mut max = f32::NEG_INFINITY;
+                for (j, pj) in p.iter_mut().enumerate() {
+                    *pj = dot(qi, &k[(j * kvh + g) * d..][..d]) * scale;
+                    max = max.max(*pj);
+                }
+                let inv = 1.0 / super::simd::exp_shifted_with(simd, p, max);
+                let o = &mut out[(i * h + hh) * d..][..d];
+                for (j, pj) in p.iter_mut().enumerate() {
+                    *pj *= inv;
+                    axpy(o, *pj, &v[(j * kvh + g) * d..][..d]);
+                }
+            }
+        }
+        (out, probs)
+    }
 }
 
 /// The gradients of [`forward`] given the gradient `d_out` of its output, from the inputs and
 /// what the forward pass returned.
 pub(crate) fn backward(
     (q, k, v): (&[f32], &[f32], &[f32]),
-    fwd: (&[f32], &[f32]),
+    fwd: (&[f32], &[Vec<f32>]),
     d_out: &[f32],
     segments: &PackedSegments,
     heads: Heads,
 ) -> Grads {
-    let (out, lse) = fwd;
-    let Heads {
-        heads: h,
-        kv_heads: kvh,
-        head_dim: d,
-    } = heads;
-    let scale = heads.scale();
-    let results = per_segment(segments, |seg| {
-        let n = seg.len();
-        let (qs, ks, vs) = (
-            gather(q, seg.rows, h * d),
-            gather(k, seg.rows, kvh * d),
-            gather(v, seg.rows, kvh * d),
-        );
-        let (os, dos, ls) = (
-            gather(out, seg.rows, h * d),
-            gather(d_out, seg.rows, h * d),
-            gather(lse, seg.rows, h),
-        );
-        let mut dq = vec![0.0f32; n * h * d];
-        let mut dk = vec![0.0f32; n * kvh * d];
-        let mut dv = vec![0.0f32; n * kvh * d];
-        for i in 0..n {
-            let vis = seg.visible[i];
-            for hh in 0..h {
-                let g = heads.kv_of(hh);
-                let at = (i * h + hh) * d;
-                let (qi, doi) = (&qs[at..at + d], &dos[at..at + d]);
-                let delta = dot(doi, &os[at..at + d]);
-                let l = ls[i * h + hh];
-                let dqi = &mut dq[at..at + d];
-                for j in 0..vis {
-                    let kv_at = (j * kvh + g) * d;
-                    let kj = &ks[kv_at..kv_at + d];
-                    let p = (dot(qi, kj) * scale - l).exp();
-                    let dp = dot(doi, &vs[kv_at..kv_at + d]);
-                    let ds = p * (dp - delta) * scale;
-                    axpy(dqi, ds, kj);
-                    axpy(&mut dk[kv_at..kv_at + d], ds, qi);
-                    axpy(&mut dv[kv_at..kv_at + d], p, doi);
-                }
-            }
-        }
-        (dq, dk, dv)
-    });
+    let (out, probs) = fwd;
+    let (h, kvh, d) = (heads.heads, heads.kv_heads, heads.head_dim);
+    let arch = Arch::new();
+    let list: Vec<(Segment<'_>, &Vec<f32>)> = segments.segments().zip(probs).collect();
+    let results: Vec<_> = list
+        .into_par_iter()
+        .map(|(seg, probs)| {
+            let g = |x: &[f32], width| gather(x, seg.rows, width);
+            let (q, k, v) = (g(q, h * d), g(k, kvh * d), g(v, kvh * d));
+            let (out, d_out) = (g(out, h * d), g(d_out, h * d));
+            let op = BackwardSegment {
+                q: &q,
+                k: &k,
+                v: &v,
+                out: &out,
+                d_out: &d_out,
+                probs,
+                visible: seg.visible,
+                heads,
+            };
+            (seg, arch.dispatch(op))
+        })
+        .collect();
     let mut grads = Grads {
         q: vec![0.0; segments.len() * h * d],
         k: vec![0.0; segments.len() * kvh * d],
@@ -230,6 +229,63 @@ pub(crate) fn backward(
         scatter(&mut grads.v, seg.rows, kvh * d, &dv);
     }
     grads
+}
+
+/// One segment's backward pass over its gathered rows: with `delta_i = dO_i . O_i`,
+/// `dS_ij = P_ij (dO_i . V_j - delta_i)`, `dQ_i = scale sum_j dS_ij K_j`,
+/// `dK_j = scale sum_i dS_ij Q_i`, `dV_j = sum_i P_ij dO_i`.
+struct BackwardSegment<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    out: &'a [f32],
+    d_out: &'a [f32],
+    probs: &'a [f32],
+    visible: &'a [usize],
+    heads: Heads,
+}
+
+impl pulp::WithSimd for BackwardSegment<'_> {
+    type Output = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        let Self {
+            q,
+            k,
+            v,
+            out,
+            d_out,
+            probs,
+            visible,
+            heads,
+        } = self;
+        let (h, kvh, d) = (heads.heads, heads.kv_heads, heads.head_dim);
+        let scale = heads.scale();
+        let n = visible.len();
+        let mut dq = vec![0.0f32; n * h * d];
+        let mut dk = vec![0.0f32; n * kvh * d];
+        let mut dv = vec![0.0f32; n * kvh * d];
+        for hh in 0..h {
+            let g = heads.kv_of(hh);
+            for (i, &vis) in visible.iter().enumerate() {
+                let at = (i * h + hh) * d;
+                let (qi, doi) = (&q[at..at + d], &d_out[at..at + d]);
+                let delta = dot(doi, &out[at..at + d]);
+                let p = &probs[(hh * n + i) * n..][..vis];
+                let dqi = &mut dq[at..at + d];
+                for (j, &pj) in p.iter().enumerate() {
+                    let kv_at = (j * kvh + g) * d;
+                    let dp = dot(doi, &v[kv_at..kv_at + d]);
+                    let ds = pj * (dp - delta) * scale;
+                    axpy(dqi, ds, &k[kv_at..kv_at + d]);
+                    axpy(&mut dk[kv_at..kv_at + d], ds, qi);
+                    axpy(&mut dv[kv_at..kv_at + d], pj, doi);
+                }
+            }
+        }
+        (dq, dk, dv)
+    }
 }
 
 #[cfg(test)]
@@ -327,7 +383,7 @@ mod tests {
         let reference = loss_f64(&q, &k, &v, &w, &segs, heads);
         assert!((loss - reference).abs() < 1e-4, "{loss} vs {reference}");
         // Each gradient against central differences of the f64 loss.
-        let grads = backward((&q, &k, &v), (&fwd.out, &fwd.lse), &w, &segs, heads);
+        let grads = backward((&q, &k, &v), (&fwd.out, &fwd.probs), &w, &segs, heads);
         let eps = 1e-3f32;
         let check = |which: usize, grad: &[f32]| {
             for idx in (0..grad.len()).step_by(5) {

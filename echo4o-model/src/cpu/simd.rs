@@ -77,6 +77,27 @@ impl pulp::WithSimd for SiluMul<'_> {
     }
 }
 
+/// `x <- exp(x - shift)` over `xs` with `simd`'s lanes; returns the sum of the results (a
+/// softmax row's normaliser).
+#[inline(always)]
+pub(crate) fn exp_shifted_with<S: Simd>(simd: S, xs: &mut [f32], shift: f32) -> f32 {
+    {
+        let (head, tail) = S::as_mut_simd_f32s(xs);
+        let shift_v = simd.splat_f32s(shift);
+        let mut acc = simd.splat_f32s(0.0);
+        for v in head {
+            *v = exp(simd, simd.sub_f32s(*v, shift_v));
+            acc = simd.add_f32s(acc, *v);
+        }
+        let mut sum = simd.reduce_sum_f32s(acc);
+        for x in tail {
+            *x = exp(pulp::Scalar::new(), *x - shift);
+            sum += *x;
+        }
+        sum
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

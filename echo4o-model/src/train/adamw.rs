@@ -58,7 +58,6 @@ fn step_host(
     moments: Option<(&[f32], &[f32])>,
     time: i32,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (f1, f2) = (1.0 - s.beta_1, 1.0 - s.beta_2);
     let c1 = 1f32 - s.beta_1.powi(time);
     let c2 = 1f32 - s.beta_2.powi(time);
     let decay_rate = lr * f64::from(s.weight_decay);
@@ -66,19 +65,66 @@ fn step_host(
     let lr = lr as f32;
     let n = p.len();
     let (mut p2, mut m2, mut v2) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
-    for i in 0..n {
-        let gi = g[i];
-        let (m, v) = match moments {
-            Some((m, v)) => (m[i] * s.beta_1 + gi * f1, v[i] * s.beta_2 + gi * gi * f2),
-            None => (gi * f1, gi * gi * f2),
-        };
-        let delta = (m / c1) / ((v / c2).sqrt() + s.epsilon);
-        let decayed = if decay_rate == 0.0 { p[i] } else { p[i] * keep };
-        p2[i] = decayed - delta * lr;
-        m2[i] = m;
-        v2[i] = v;
-    }
+    pulp::Arch::new().dispatch(StepHost {
+        s,
+        p,
+        g,
+        moments,
+        keep: (decay_rate != 0.0).then_some(keep),
+        lr,
+        c: (c1, c2),
+        out: (&mut p2, &mut m2, &mut v2),
+    });
     (p2, m2, v2)
+}
+
+/// The loop of [`step_host`] as a `WithSimd` operation, so that it compiles with the CPU's SIMD
+/// features (a closure passed to `dispatch` need not be inlined into them).
+struct StepHost<'a> {
+    s: AdamWSettings,
+    p: &'a [f32],
+    g: &'a [f32],
+    moments: Option<(&'a [f32], &'a [f32])>,
+    /// `1 - lr * weight_decay`, when there is decay.
+    keep: Option<f32>,
+    lr: f32,
+    /// The bias corrections `1 - beta^t`.
+    c: (f32, f32),
+    out: (&'a mut [f32], &'a mut [f32], &'a mut [f32]),
+}
+
+impl pulp::WithSimd for StepHost<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Self {
+            s,
+            p,
+            g,
+            moments,
+            keep,
+            lr,
+            c: (c1, c2),
+            out: (p2, m2, v2),
+        } = self;
+        let (f1, f2) = (1.0 - s.beta_1, 1.0 - s.beta_2);
+        for i in 0..p.len() {
+            let gi = g[i];
+            let (m, v) = match moments {
+                Some((m, v)) => (m[i] * s.beta_1 + gi * f1, v[i] * s.beta_2 + gi * gi * f2),
+                None => (gi * f1, gi * gi * f2),
+            };
+            let delta = (m / c1) / ((v / c2).sqrt() + s.epsilon);
+            let decayed = match keep {
+                Some(k) => p[i] * k,
+                None => p[i],
+            };
+            p2[i] = decayed - delta * lr;
+            m2[i] = m;
+            v2[i] = v;
+        }
+    }
 }
 
 impl<B: Backend> SimpleOptimizer<B> for FusedAdamW {
