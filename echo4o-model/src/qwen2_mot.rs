@@ -575,8 +575,10 @@ impl<B: Backend> DecoderLayer<B> {
         let attn = match mode {
             AttentionMode::Full => attention(q, k_all, v_all, None),
             AttentionMode::Causal => {
-                let mask = causal_mask::<B>(lq, lk, &q.device());
-                attention(q, k_all, v_all, Some(mask))
+                crate::cpu::fused::causal_attention(q, k_all, v_all, |q, k, v| {
+                    let mask = causal_mask::<B>(lq, lk, &q.device());
+                    attention_reference(q, k, v, Some(mask))
+                })
             }
             AttentionMode::Mask(m) => attention(q, k_all, v_all, Some(m.clone())),
             AttentionMode::Segments(segments) => {
@@ -817,7 +819,15 @@ mod tests {
                 Tensor::<Flex, 2>::from_data(TensorData::new(data, [lq, lk]), &dev)
             });
             let fused = attention(q.clone(), k.clone(), v.clone(), mask.clone());
-            let reference = attention_reference(q, k, v, mask);
+            let reference = attention_reference(q.clone(), k.clone(), v.clone(), mask.clone());
+            if masked {
+                // The mask is causal: the kernel's causal structure gives the same rows.
+                let causal = crate::cpu::fused::causal_attention(q, k, v, |_, _, _| {
+                    panic!("Flex f32 takes the kernel")
+                });
+                let diff = (causal - reference.clone()).abs().max().into_scalar();
+                assert!(diff < 1e-5, "{lq}x{lk} h{h}/{kvh} causal: max diff {diff}");
+            }
             let diff = (fused - reference).abs().max().into_scalar();
             assert!(
                 diff < 1e-5,

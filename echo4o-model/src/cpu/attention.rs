@@ -36,21 +36,27 @@ pub(crate) struct Dims {
     pub head_dim: usize,
 }
 
+/// Which keys each query row attends to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Mask<'a> {
+    /// Every key.
+    Full,
+    /// An additive mask `[queries, keys]` shared by all heads (0 attend, -inf masked).
+    Additive(&'a [f32]),
+    /// Row `i` sees keys `0..=i + keys - queries`: text after the keys already cached, the
+    /// structure a causal mask has, without building it.
+    Causal,
+}
+
 /// Attention of `q` `[queries, heads, head_dim]` over `k`, `v` `[keys, kv_heads, head_dim]`
-/// (row-major), with an optional additive `mask` `[queries, keys]` shared by all heads, scale
+/// (row-major), with a `mask`, scale
 /// `1/sqrt(head_dim)`; query head `h` reads key/value head `h / (heads / kv_heads)`. Returns
 /// `[queries, heads, head_dim]`. A row whose every key is masked gives NaN, as the written-out
 /// softmax does.
 ///
 /// # Panics
 /// If a slice's length disagrees with `dims`, or `heads` is not a multiple of `kv_heads`.
-pub(crate) fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<&[f32]>,
-    dims: Dims,
-) -> Vec<f32> {
+pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], mask: Mask<'_>, dims: Dims) -> Vec<f32> {
     let Dims {
         queries,
         keys,
@@ -65,8 +71,10 @@ pub(crate) fn attention(
     assert_eq!(q.len(), queries * heads * head_dim, "query length");
     assert_eq!(k.len(), keys * kv_heads * head_dim, "key length");
     assert_eq!(v.len(), keys * kv_heads * head_dim, "value length");
-    if let Some(m) = mask {
-        assert_eq!(m.len(), queries * keys, "mask length");
+    match mask {
+        Mask::Additive(m) => assert_eq!(m.len(), queries * keys, "mask length"),
+        Mask::Causal => assert!(keys >= queries, "a causal block after the cached keys"),
+        Mask::Full => {}
     }
     let mut out = vec![0.0f32; q.len()];
     if out.is_empty() {
@@ -173,7 +181,7 @@ struct Scratch {
 /// One block of query rows, all heads: `out` is its run of the output, `[rows, heads, head_dim]`.
 struct Block<'a> {
     q: &'a [f32],
-    mask: Option<&'a [f32]>,
+    mask: Mask<'a>,
     panels: &'a Panels,
     dims: Dims,
     width: usize,
@@ -244,7 +252,11 @@ impl WithSimd for Block<'_> {
             for (r, row) in scores.chunks_exact_mut(vecs_per_row).enumerate() {
                 let flat: &mut [f32] = bytemuck::cast_slice_mut(row);
                 flat[keys..].fill(f32::NEG_INFINITY);
-                if let Some(mask) = self.mask {
+                if let Mask::Causal = self.mask {
+                    let visible = start + r + 1 + keys - self.dims.queries;
+                    flat[visible.min(keys)..keys].fill(f32::NEG_INFINITY);
+                }
+                if let Mask::Additive(mask) = self.mask {
                     let m = &mask[(start + r) * keys..][..keys];
                     let (mv, mt) = S::as_simd_f32s(m);
                     let (sv, st) = S::as_mut_simd_f32s(&mut flat[..keys]);
@@ -367,14 +379,28 @@ mod tests {
                     })
                     .collect()
             });
-            let got = attention(&q, &k, &v, mask.as_deref(), dims);
+            let got = attention(
+                &q,
+                &k,
+                &v,
+                mask.as_deref().map_or(Mask::Full, Mask::Additive),
+                dims,
+            );
             let want = naive(&q, &k, &v, mask.as_deref(), dims);
-            let diff = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let max_diff = |got: &[f32]| {
+                got.iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max)
+            };
+            let diff = max_diff(&got);
             assert!(diff < 2e-5, "{dims:?} masked {masked}: max diff {diff}");
+            if masked {
+                // The mask is causal (0.5 where open: a constant shift of every open score),
+                // so the causal structure gives the same rows without it.
+                let diff = max_diff(&attention(&q, &k, &v, Mask::Causal, dims));
+                assert!(diff < 2e-5, "{dims:?} causal: max diff {diff}");
+            }
         }
     }
 
@@ -389,7 +415,13 @@ mod tests {
         };
         let mut mask = vec![0.0; 6];
         mask[3..].fill(f32::NEG_INFINITY);
-        let out = attention(&data(8, 1), &data(12, 2), &data(12, 3), Some(&mask), dims);
+        let out = attention(
+            &data(8, 1),
+            &data(12, 2),
+            &data(12, 3),
+            Mask::Additive(&mask),
+            dims,
+        );
         assert!(out[..4].iter().all(|x| x.is_finite()));
         assert!(out[4..].iter().all(|x| x.is_nan()));
     }

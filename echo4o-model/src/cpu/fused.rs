@@ -10,6 +10,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 
 use std::sync::Arc;
 
+use super::attention::Mask;
 use super::host::HostF32;
 use super::rows;
 use crate::packing::PackedSegments;
@@ -157,6 +158,50 @@ pub(crate) fn attention<B: Backend>(
     if !serves::<B>(&device, &dtypes) {
         return reference(q, k, v, mask);
     }
+    let mh = mask.map(HostF32::new);
+    let host_mask = match &mh {
+        None => Some(Mask::Full),
+        Some(m) => m.as_f32().map(Mask::Additive),
+    };
+    let Some(host_mask) = host_mask else {
+        unreachable!("an f32 mask of a CPU backend reads as an f32 slice")
+    };
+    match host_attention(q, k, v, host_mask) {
+        Ok(out) => out,
+        Err((q, k, v)) => reference(q, k, v, mh.map(|m| m.into_tensor(&device))),
+    }
+}
+
+/// [`attention`] with a causal mask after the keys already cached (row `i` of `q` sees keys
+/// `0..=i + lk - lq`), which the CPU kernel applies from its structure instead of reading a
+/// mask; `reference` (which builds the mask) elsewhere.
+pub(crate) fn causal_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    reference: impl FnOnce(Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) -> Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    let device = q.device();
+    let serve = serves::<B>(&device, &[q.dtype(), k.dtype(), v.dtype()]);
+    if !serve || k.dims()[0] < q.dims()[0] {
+        return reference(q, k, v);
+    }
+    match host_attention(q, k, v, Mask::Causal) {
+        Ok(out) => out,
+        Err((q, k, v)) => reference(q, k, v),
+    }
+}
+
+/// The CPU kernel over `q`, `k`, `v` read on the host (the caller checked that the kernels
+/// serve them), or the tensors back if they do not read as f32.
+#[allow(clippy::type_complexity)]
+fn host_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    mask: Mask<'_>,
+) -> Result<Tensor<B, 2>, (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>)> {
+    let device = q.device();
     let [lq, h, hd] = q.dims();
     let [lk, kv_heads, _] = k.dims();
     let dims = super::attention::Dims {
@@ -167,22 +212,18 @@ pub(crate) fn attention<B: Backend>(
         head_dim: hd,
     };
     let (qh, kh, vh) = (HostF32::new(q), HostF32::new(k), HostF32::new(v));
-    let mh = mask.map(HostF32::new);
-    let mask_slice = mh.as_ref().map(|m| m.as_f32());
-    if let (Some(q), Some(k), Some(v), None | Some(Some(_))) =
-        (qh.as_f32(), kh.as_f32(), vh.as_f32(), mask_slice)
-    {
-        let out = super::attention::attention(q, k, v, mask_slice.flatten(), dims);
-        return Tensor::from_data(TensorData::new(out, [lq, h * hd]), &device);
+    if let (Some(q), Some(k), Some(v)) = (qh.as_f32(), kh.as_f32(), vh.as_f32()) {
+        let out = super::attention::attention(q, k, v, mask, dims);
+        return Ok(Tensor::from_data(
+            TensorData::new(out, [lq, h * hd]),
+            &device,
+        ));
     }
-    // Not reached after the dtype check (host buffers of f32 are f32 slices); the graph is
-    // still the right answer.
-    reference(
+    Err((
         qh.into_tensor(&device),
         kh.into_tensor(&device),
         vh.into_tensor(&device),
-        mh.map(|m| m.into_tensor(&device)),
-    )
+    ))
 }
 
 /// Attention of packed training examples (`q` `[rows, heads, hd]`, `k`, `v`
